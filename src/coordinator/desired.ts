@@ -1,0 +1,183 @@
+/**
+ * Desired state (pure): config × health × node weights/agents × operator overrides →
+ * each destination's effective weight and each VIP's state. Everything the coordinator
+ * hands to IPVS, BGP and ARP is derived here, so it is unit-tested without any I/O.
+ */
+import type { Config, RealserverConfig, ServiceConfig, VipConfig } from '../config/schema.js';
+import { canonicalAddress } from '../util/ip.js';
+
+/** What the health subsystem knows of one check target. `known` is false until the first result. */
+export interface TargetHealth {
+  up: boolean;
+  known: boolean;
+  reason: string;
+}
+
+/** What a node's weight agent reported last. */
+export interface AgentReport {
+  /** 0..100; undefined when the agent has not answered with a weight. */
+  weightPercent?: number;
+  drain?: boolean;
+  down?: boolean;
+}
+
+export interface Overrides {
+  /** Realserver addresses (any port) or `address:port`. */
+  drainedRealservers: ReadonlySet<string>;
+  drainedNodes: ReadonlySet<string>;
+  disabledVips: ReadonlySet<string>;
+}
+
+export const NO_OVERRIDES: Overrides = { drainedRealservers: new Set(), drainedNodes: new Set(), disabledVips: new Set() };
+
+export type VipState = 'up' | 'softfail' | 'down' | 'pending' | 'disabled';
+
+export interface DesiredInputs {
+  config: Config;
+  health: ReadonlyMap<string, TargetHealth>;
+  agents: ReadonlyMap<string, AgentReport>;
+  overrides: Overrides;
+  /** VIPs whose L2 link is down (ARP mode). */
+  linkDown: ReadonlySet<string>;
+  /** States decided last time, for hysteresis. */
+  previous: ReadonlyMap<string, VipState>;
+}
+
+export interface DesiredDestination {
+  address: string;
+  port: number;
+  forwarding: 'dr' | 'tunnel' | 'nat';
+  upperThreshold?: number;
+  lowerThreshold?: number;
+  healthy: boolean;
+  reason: string;
+  configuredWeight: number;
+  /** Node weight in percent (100 without a node). */
+  nodeWeight: number;
+  /** Agent factor in percent (100 without an agent report). */
+  agentWeight: number;
+  /** What the kernel gets; 0 drains. */
+  weight: number;
+}
+
+export interface DesiredService {
+  /** Stable identity: `tcp:198.51.100.10:80` or `fwm:7:4`. */
+  id: string;
+  config: ServiceConfig;
+  destinations: DesiredDestination[];
+  healthy: number;
+}
+
+export interface DesiredVip {
+  config: VipConfig;
+  state: VipState;
+  reason: string;
+  /** Lowest healthy fraction over the VIP's services, for soft-fail and status. */
+  capacity: number;
+}
+
+export interface DesiredState {
+  services: DesiredService[];
+  vips: Map<string, DesiredVip>;
+}
+
+export function serviceId(s: ServiceConfig): string {
+  const fam = s.vip.includes(':') ? 6 : 4;
+  return s.fwmark !== undefined ? `fwm:${s.fwmark}:${fam}` : `${s.protocol}:${canonicalAddress(s.vip)}:${s.port ?? 0}`;
+}
+
+export function realserverPort(s: ServiceConfig, r: RealserverConfig): number {
+  return r.port ?? s.port ?? 0;
+}
+
+/** Health target id of one realserver of one service. */
+export function targetId(s: ServiceConfig, r: RealserverConfig): string {
+  return `${serviceId(s)}/${canonicalAddress(r.address)}:${realserverPort(s, r)}`;
+}
+
+function destination(inp: DesiredInputs, s: ServiceConfig, r: RealserverConfig): DesiredDestination {
+  const port = realserverPort(s, r);
+  const addr = canonicalAddress(r.address);
+  const node = r.node ? inp.config.nodes.find((n) => n.name === r.node) : undefined;
+  const agent = r.node ? inp.agents.get(r.node) : undefined;
+  const nodeWeight = node?.weight ?? 100;
+  const agentWeight = agent?.down || agent?.drain ? 0 : (agent?.weightPercent ?? 100);
+  const h = s.check ? inp.health.get(targetId(s, r)) : { up: true, known: true, reason: 'no check' };
+  let healthy = h?.up ?? false;
+  let reason = h?.reason ?? 'no result yet';
+  if (agent?.down) {
+    healthy = false;
+    reason = 'agent: down';
+  }
+  const drained =
+    inp.overrides.drainedRealservers.has(addr) ||
+    inp.overrides.drainedRealservers.has(`${addr}:${port}`) ||
+    (r.node !== undefined && inp.overrides.drainedNodes.has(r.node));
+  if (drained) reason = `drained by operator${healthy ? '' : `; ${reason}`}`;
+  else if (agent?.drain) reason = 'agent: drain';
+  const product = (r.weight * nodeWeight * agentWeight) / 10_000;
+  // A positive product never rounds to 0: 0 means drain, and only a 0 factor should drain.
+  const weight = !healthy || drained || product === 0 ? 0 : Math.max(1, Math.round(product));
+  return {
+    address: addr,
+    port,
+    forwarding: r.forwarding ?? s.forwarding,
+    ...(r.upperThreshold !== undefined ? { upperThreshold: r.upperThreshold } : {}),
+    ...(r.lowerThreshold !== undefined ? { lowerThreshold: r.lowerThreshold } : {}),
+    healthy: healthy && !drained,
+    reason,
+    configuredWeight: r.weight,
+    nodeWeight,
+    agentWeight,
+    weight,
+  };
+}
+
+/** Healthy realservers a service needs for its VIP to be up. */
+export function required(minHealthy: number | string, total: number): number {
+  if (typeof minHealthy === 'number') return minHealthy;
+  const f = Number.parseFloat(minHealthy) / 100;
+  return f === 0 ? 0 : Math.max(1, Math.ceil(f * total));
+}
+
+function vipState(inp: DesiredInputs, vip: VipConfig, services: DesiredService[]): DesiredVip {
+  const addr = canonicalAddress(vip.address);
+  const prev = inp.previous.get(addr);
+  const mine = services.filter((s) => canonicalAddress(s.config.vip) === addr);
+  const capacity = mine.length ? Math.min(...mine.map((s) => (s.destinations.length ? s.healthy / s.destinations.length : 0))) : 0;
+  const out = (state: VipState, reason: string): DesiredVip => ({ config: vip, state, reason, capacity });
+
+  if (inp.overrides.disabledVips.has(addr)) return out('disabled', 'disabled by operator');
+  if (inp.linkDown.has(addr)) return out('down', `link ${vip.interface ?? ''} down`.replace('  ', ' '));
+  if (!mine.length) return out('down', 'no services');
+  const unknown = mine.some((s) =>
+    s.config.check !== undefined && s.config.realservers.some((r) => !(inp.health.get(targetId(s.config, r))?.known ?? false)),
+  );
+  // Never announce before the first health results are in.
+  if (unknown && prev !== 'up' && prev !== 'softfail') return out('pending', 'waiting for first health results');
+
+  const wasUp = prev === 'up' || prev === 'softfail';
+  const verdicts = mine.map((s) => {
+    const need = required(vip.minHealthy, s.destinations.length) + (wasUp ? 0 : vip.hysteresis);
+    return { s, need, ok: s.healthy >= need };
+  });
+  const ok = vip.require === 'all' ? verdicts.every((v) => v.ok) : verdicts.some((v) => v.ok);
+  if (!ok) {
+    const worst = verdicts.find((v) => !v.ok) ?? verdicts[0];
+    return out('down', worst ? `${worst.s.id}: ${worst.s.healthy}/${worst.s.destinations.length} healthy, needs ${worst.need}` : 'down');
+  }
+  if (vip.softFail && capacity < vip.softFail.below && capacity > 0) {
+    return out('softfail', `capacity ${Math.round(capacity * 100)}% below ${Math.round(vip.softFail.below * 100)}%`);
+  }
+  return out('up', `${mine.map((s) => `${s.healthy}/${s.destinations.length}`).join(', ')} healthy`);
+}
+
+export function desiredState(inp: DesiredInputs): DesiredState {
+  const services = inp.config.services.map((s): DesiredService => {
+    const destinations = s.realservers.map((r) => destination(inp, s, r));
+    return { id: serviceId(s), config: s, destinations, healthy: destinations.filter((d) => d.healthy).length };
+  });
+  const vips = new Map<string, DesiredVip>();
+  for (const v of inp.config.vips) vips.set(canonicalAddress(v.address), vipState(inp, v, services));
+  return { services, vips };
+}
