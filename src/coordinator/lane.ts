@@ -1,0 +1,66 @@
+/**
+ * One lane per subsystem: the newest desired state wins, one apply at a time, and a slow
+ * subsystem (a stuck gobgpd call) delays only its own lane, never the others.
+ */
+export interface LaneResult<R> {
+  generation: number;
+  result?: R;
+  error?: Error;
+}
+
+export class Lane<T, R> {
+  private pending?: { value: T; generation: number };
+  private running = false;
+  private closed = false;
+  private lastApplied = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly apply: (value: T) => Promise<R>,
+    private readonly done: (r: LaneResult<R>) => void,
+  ) {}
+
+  /** Offers a new desired state; older ones not yet applied are dropped. */
+  set(value: T, generation: number): void {
+    if (this.closed) return;
+    this.pending = { value, generation };
+    if (!this.running) void this.drain();
+  }
+
+  /** Generation of the last desired state applied successfully. */
+  get applied(): number {
+    return this.lastApplied;
+  }
+
+  get busy(): boolean {
+    return this.running;
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    while (this.pending && !this.closed) {
+      const { value, generation } = this.pending;
+      this.pending = undefined;
+      try {
+        const result = await this.apply(value);
+        this.lastApplied = Math.max(this.lastApplied, generation);
+        this.done({ generation, result });
+      } catch (e) {
+        this.done({ generation, error: e instanceof Error ? e : new Error(String(e)) });
+      }
+    }
+    this.running = false;
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Resolves once nothing is running or pending. */
+  idle(): Promise<void> {
+    if (!this.running) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  close(): void {
+    this.closed = true;
+    this.pending = undefined;
+  }
+}
