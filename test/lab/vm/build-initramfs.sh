@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the test VM's initramfs: Alpine minirootfs + the director's kernel modules + this
 # machine's glibc node/ipvsadm/conntrack/gobgpd + our /init and guest agent.
-# Output goes to ${VIPD_CACHE:-/var/cache/vipd}/vm/<hash>/ (initramfs.cpio.gz and a vmlinuz
-# link), where <hash> covers every input, so a rebuild happens only when an input changes.
+# Output goes to ${VIPD_CACHE:-/var/cache/vipd}/vm/<hash>/ (initramfs.cpio.lz4, or .gz where
+# lz4 is missing, and a vmlinuz link), where <hash> covers every input, so a rebuild happens
+# only when an input changes.
 # Prints that directory on stdout; progress goes to stderr as "==> ...".
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,12 +29,24 @@ want=$(awk -v f="$(basename "$alpine")" '$2 == f || $2 == "*"f {print $1}' "$sum
 have=$(sha256sum "$alpine" | cut -d' ' -f1)
 [ "$want" = "$have" ] || die "CHECKSUM MISMATCH for $alpine: expected $want, got $have"
 
-# glibc programs copied into the guest; gobgpd is optional (the lab can run without BGP).
+# glibc programs copied into the guest. Required: what the director cannot work without.
+# Optional: gobgpd, and iproute2's ip and iputils' arping so the guest takes the same
+# commands and flags as the host namespaces (busybox's ip and arping lack many).
 bins=()
-for b in node ipvsadm conntrack gobgpd; do
-  p=$(command -v "$b" 2>/dev/null) || { [ "$b" = gobgpd ] && continue; die "$b not installed: run scripts/deps.sh"; }
-  bins+=("$(readlink -f "$p")")
+for b in node ipvsadm conntrack gobgpd ip arping; do
+  if p=$(command -v "$b" 2>/dev/null); then
+    bins+=("$(readlink -f "$p")")
+  else
+    case $b in node | ipvsadm | conntrack) die "$b not installed: run scripts/deps.sh" ;; esac
+  fi
 done
+# lz4 (legacy frame, as the kernel wants it) unpacks fastest under emulation: the VM reaches
+# its agent ~2 s sooner than with gzip. gzip is the fallback where lz4 is not installed.
+if command -v lz4 >/dev/null; then
+  image=initramfs.cpio.lz4 compress=(lz4 -q -l -c)
+else
+  image=initramfs.cpio.gz compress=(gzip -1 -c)
+fi
 # Shared libraries (and the loader) of all of them, as "soname path" lines.
 libs=$(for b in "${bins[@]}"; do ldd "$b" 2>/dev/null || true; done | awk '
   $2 == "=>" && $3 ~ /^\// {print $1, $3}
@@ -48,6 +61,7 @@ hash=$(
   {
     echo "kernel $kroot $kver $(stat -c '%s %Y' "$kernel")"
     echo "alpine $have"
+    echo "image $image"
     for b in "${bins[@]}"; do stat -L -c 'bin %n %s %Y' "$b"; done
     while read -r _ p; do stat -L -c 'lib %n %s %Y' "$p"; done <<<"$libs"
     sha256sum "${BASH_SOURCE[0]}" "${guest_files[@]}" | cut -d' ' -f1
@@ -57,7 +71,7 @@ vmdir=$CACHE/vm
 out=$vmdir/$hash
 mkdir -p "$vmdir"
 
-if [ -f "$out/initramfs.cpio.gz" ]; then
+if [ -f "$out/$image" ]; then
   touch "$out" # marks it as in use for the pruning below
   say "initramfs: cached ($out)"
   echo "$out"
@@ -67,13 +81,15 @@ fi
 # Two test runs may start at once: one builds, the other waits and then finds the result.
 exec 9>"$vmdir/.lock"
 flock -w 600 9 || die "timed out waiting for $vmdir/.lock"
-if [ -f "$out/initramfs.cpio.gz" ]; then
+if [ -f "$out/$image" ]; then
   say "initramfs: built by another process ($out)"
   echo "$out"
   exit 0
 fi
 
 started=$(date +%s.%N)
+# Under the lock, any other build directory is what a killed build left behind.
+rm -rf "$vmdir"/.build.*
 stage=$(mktemp -d "$vmdir/.build.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 root=$stage/root
@@ -143,7 +159,8 @@ for b in "${bins[@]}"; do
   # Wrappers in PATH. Links, not loader-invoking scripts: with the loader and library dir
   # below the binaries run natively, and node's process.execPath then stays usable
   # (run through ld.so, execPath would be ld.so itself and child_process.fork would break).
-  case $n in node | ipvsadm | conntrack | gobgpd) ln -sf "/usr/glibc/bin/$n" "$root/usr/local/bin/$n" ;; esac
+  # (/usr/local/bin comes first in the guest's PATH, before busybox's ip and arping.)
+  ln -s "/usr/glibc/bin/$n" "$root/usr/local/bin/$n"
 done
 while read -r soname p; do
   cp -L "$p" "$gl/$soname"
@@ -158,11 +175,9 @@ install -m 0755 "$here/init" "$root/init"
 install -D -m 0644 "$here/agent.mjs" "$root/usr/lib/vipd-lab/agent.mjs"
 
 # --- Archive ----------------------------------------------------------------------------------
-# gzip -1: the kernel inflates it quickly and it compresses in a few seconds; higher levels
-# save little on the (already dense) node binary and cost much more build time.
-say "cpio: packing $(du -sh "$root" | cut -f1)"
+say "cpio: packing $(du -sh "$root" | cut -f1) with ${compress[0]}"
 mkdir -p "$stage/out"
-(cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) | gzip -1 >"$stage/out/initramfs.cpio.gz"
+(cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) | "${compress[@]}" >"$stage/out/$image"
 ln -s "$kernel" "$stage/out/vmlinuz"
 rm -rf "$out"
 mv "$stage/out" "$out"
@@ -170,5 +185,5 @@ mv "$stage/out" "$out"
 # Prune images nobody booted for a week (each is ~50 MB); the current one was just made.
 find "$vmdir" -mindepth 1 -maxdepth 1 -type d -name '[0-9a-f]*' -mtime +7 -exec rm -rf {} + 2>/dev/null || true
 
-say "initramfs: $(du -h "$out/initramfs.cpio.gz" | cut -f1) in $(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}') s ($out)"
+say "initramfs: $(du -h "$out/$image" | cut -f1) in $(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}') s ($out)"
 echo "$out"
