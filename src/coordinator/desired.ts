@@ -50,6 +50,8 @@ export interface DesiredDestination {
   upperThreshold?: number;
   lowerThreshold?: number;
   healthy: boolean;
+  /** Drained by an operator, a node weight of 0 or its agent: kept at weight 0, not deleted. */
+  drained: boolean;
   reason: string;
   configuredWeight: number;
   /** Node weight in percent (100 without a node). */
@@ -109,22 +111,24 @@ function destination(inp: DesiredInputs, s: ServiceConfig, r: RealserverConfig):
     healthy = false;
     reason = 'agent: down';
   }
-  const drained =
+  const operatorDrain =
     inp.overrides.drainedRealservers.has(addr) ||
     inp.overrides.drainedRealservers.has(`${addr}:${port}`) ||
     (r.node !== undefined && inp.overrides.drainedNodes.has(r.node));
-  if (drained) reason = `drained by operator${healthy ? '' : `; ${reason}`}`;
+  if (operatorDrain) reason = `drained by operator${healthy ? '' : `; ${reason}`}`;
   else if (agent?.drain) reason = 'agent: drain';
   const product = (r.weight * nodeWeight * agentWeight) / 10_000;
+  const drained = operatorDrain || (healthy && product === 0 && r.weight > 0);
   // A positive product never rounds to 0: 0 means drain, and only a 0 factor should drain.
-  const weight = !healthy || drained || product === 0 ? 0 : Math.max(1, Math.round(product));
+  const weight = !healthy || operatorDrain || product === 0 ? 0 : Math.max(1, Math.round(product));
   return {
     address: addr,
     port,
     forwarding: r.forwarding ?? s.forwarding,
     ...(r.upperThreshold !== undefined ? { upperThreshold: r.upperThreshold } : {}),
     ...(r.lowerThreshold !== undefined ? { lowerThreshold: r.lowerThreshold } : {}),
-    healthy: healthy && !drained,
+    healthy: healthy && !operatorDrain,
+    drained,
     reason,
     configuredWeight: r.weight,
     nodeWeight,

@@ -2,8 +2,10 @@
  * One lane per subsystem: the newest desired state wins, one apply at a time, and a slow
  * subsystem (a stuck gobgpd call) delays only its own lane, never the others.
  */
-export interface LaneResult<R> {
+export interface LaneResult<T, R> {
   generation: number;
+  /** The desired state this result is for. */
+  value: T;
   result?: R;
   error?: Error;
 }
@@ -17,7 +19,7 @@ export class Lane<T, R> {
 
   constructor(
     private readonly apply: (value: T) => Promise<R>,
-    private readonly done: (r: LaneResult<R>) => void,
+    private readonly done: (r: LaneResult<T, R>) => void,
   ) {}
 
   /** Offers a new desired state; older ones not yet applied are dropped. */
@@ -44,9 +46,9 @@ export class Lane<T, R> {
       try {
         const result = await this.apply(value);
         this.lastApplied = Math.max(this.lastApplied, generation);
-        this.done({ generation, result });
+        this.done({ generation, value, result });
       } catch (e) {
-        this.done({ generation, error: e instanceof Error ? e : new Error(String(e)) });
+        this.done({ generation, value, error: e instanceof Error ? e : new Error(String(e)) });
       }
     }
     this.running = false;

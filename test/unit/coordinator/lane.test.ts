@@ -4,7 +4,7 @@ import { Lane, type LaneResult } from '../../../src/coordinator/lane.js';
 describe('lane', () => {
   it('applies the newest value and drops the ones superseded meanwhile', async () => {
     const applied: number[] = [];
-    const results: LaneResult<number>[] = [];
+    const results: LaneResult<number, number>[] = [];
     let release!: () => void;
     const lane = new Lane<number, number>(
       async (v) => {
@@ -25,7 +25,7 @@ describe('lane', () => {
   });
 
   it('keeps going after an error and does not count it as applied', async () => {
-    const results: LaneResult<void>[] = [];
+    const results: LaneResult<number, void>[] = [];
     const lane = new Lane<number, void>(async (v) => {
       if (v === 1) throw new Error('boom');
     }, (r) => results.push(r));

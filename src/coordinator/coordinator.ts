@@ -1,0 +1,349 @@
+/**
+ * The loop that makes vipd one appliance: config × health × node agents × overrides →
+ * desired state (desired.ts) → IPVS, BGP routes, VIP addresses and ARP, each through its own
+ * lane so a slow subsystem never holds the others.
+ *
+ * Order is part of correctness:
+ * - a VIP comes up as address, then IPVS, then announce (the route waits for both lanes);
+ * - a VIP removed from config is withdrawn, then after bgp.withdrawDelay its IPVS services
+ *   and its address go;
+ * - nothing reaches IPVS or BGP before every health target has a first result (or the
+ *   start-up grace passed), so a restart with the same config changes nothing.
+ */
+import type { AddressChanges, VipAddresses } from '../addr/addresses.js';
+import { desiredVipAddresses, type HostAddress } from '../addr/plan.js';
+import type { ArpManager } from '../arp/manager.js';
+import type { RouteChanges, RouteIntent, BgpSpeaker } from '../bgp/speaker.js';
+import type { Config, ServiceConfig, VipConfig } from '../config/schema.js';
+import type { HealthMonitor } from '../health/index.js';
+import { desiredTable, realserverKey, type Effective } from '../ipvs/desired.js';
+import type { IpvsManager, ReconcileResult } from '../ipvs/manager.js';
+import type { DesiredTable } from '../ipvs/model.js';
+import type { Logger } from '../log/logger.js';
+import { canonicalAddress } from '../util/ip.js';
+import { desiredState, type AgentReport, type DesiredState, type TargetHealth, type VipState } from './desired.js';
+import type { Journal } from './journal.js';
+import { Lane, type LaneResult } from './lane.js';
+import type { Metrics } from './metrics.js';
+import type { OverrideStore } from './overrides.js';
+import type { PresencePorts } from './presence.js';
+import { healthTargets } from './targets.js';
+
+export interface CoordinatorDeps {
+  log: Logger;
+  journal: Journal;
+  metrics?: Metrics;
+  health: HealthMonitor;
+  ipvs?: IpvsManager;
+  bgp?: BgpSpeaker;
+  arp?: ArpManager;
+  addresses?: VipAddresses;
+  /** Interface BGP-mode VIPs live on (from VipAddresses.prepare()). */
+  bgpDevice?: string;
+  overrides: OverrideStore;
+  presence: PresencePorts;
+}
+
+/** A VIP removed from config: withdrawn first, its services and address kept until then. */
+interface Retiring {
+  vip: VipConfig;
+  services: ServiceConfig[];
+  weights: Map<string, Effective>;
+  /** Generation whose BGP state no longer has the route. */
+  gen: number;
+  done: boolean;
+  timer?: NodeJS.Timeout;
+}
+
+const STARTUP_GRACE_CAP_MS = 60_000;
+
+export class Coordinator {
+  private config: Config;
+  private readonly log: Logger;
+  private readonly health = new Map<string, TargetHealth>();
+  private readonly agents = new Map<string, AgentReport>();
+  private readonly linkDown = new Set<string>();
+  private vipStates = new Map<string, VipState>();
+  /** Generation at which each VIP last became up (its route waits until IPVS and addresses applied it). */
+  private readonly upGen = new Map<string, number>();
+  private readonly announced = new Set<string>();
+  private readonly retiring = new Map<string, Retiring>();
+  private weights = new Map<string, Effective>();
+  private gen = 0;
+  private synced = false;
+  private stopped = false;
+  private batchTimer?: NodeJS.Timeout;
+  private graceTimer?: NodeJS.Timeout;
+  private last?: DesiredState;
+  private readonly ipvsLane: Lane<DesiredTable, ReconcileResult>;
+  private readonly bgpLane: Lane<RouteIntent[], RouteChanges>;
+  private readonly addrLane: Lane<HostAddress[], AddressChanges>;
+  /** Passes that reached the lanes; tests and benchmarks wait on it. */
+  passes = 0;
+
+  constructor(
+    config: Config,
+    private readonly d: CoordinatorDeps,
+  ) {
+    this.config = config;
+    this.log = d.log.child('coordinator');
+    this.ipvsLane = new Lane(
+      (t) => (d.ipvs ? d.ipvs.reconcile(t) : Promise.resolve({ ops: 0, durationMs: 0, draining: 0, reread: false, refused: [] })),
+      (r) => this.laneDone('ipvs', r),
+    );
+    this.bgpLane = new Lane((i) => (d.bgp ? d.bgp.setRoutes(i) : Promise.resolve(noRoutes())), (r) => this.laneDone('bgp', r));
+    this.addrLane = new Lane(
+      (a) => (d.addresses ? d.addresses.reconcile('bgp', a) : Promise.resolve({ added: [], removed: [], failed: [], refused: [] })),
+      (r) => this.laneDone('addresses', r),
+    );
+    d.health.on('transition', (e) => {
+      const prev = this.health.get(e.id);
+      this.health.set(e.id, { up: e.up, known: true, reason: e.reason });
+      if (!prev || prev.up !== e.up) d.journal.append('health', `${e.id} ${e.up ? 'up' : 'down'}`, { reason: e.reason });
+      this.schedule();
+    });
+    d.health.on('agent', (e) => {
+      this.agents.set(e.id, e.answered ? { down: e.down, drain: e.drain, ...(e.weightPercent !== undefined ? { weightPercent: e.weightPercent } : {}) } : (this.agents.get(e.id) ?? {}));
+      d.journal.append('health', `agent ${e.id}: ${e.reason}`);
+      this.schedule();
+    });
+    if (d.metrics) {
+      const m = d.metrics;
+      d.health.on('result', (e) => m.checkSeconds.observe({ type: d.health.status(e.id)?.type ?? 'unknown', outcome: e.result.ok ? 'ok' : 'fail' }, e.result.durationMs / 1000));
+    }
+    d.arp?.on('link', (e) => {
+      for (const v of e.vips) (e.up ? this.linkDown.delete(v) : this.linkDown.add(canonicalAddress(v)));
+      d.journal.append('arp', `link ${e.device} ${e.up ? 'up' : 'down'}`, { vips: e.vips });
+      this.schedule();
+    });
+    d.arp?.on('owner', (e) => d.journal.append('arp', `${e.owner ? 'took' : 'released'} ${e.vip} on ${e.device}`, { reason: e.reason }));
+    d.arp?.on('arp', (r) => d.metrics?.arpSends.inc({ outcome: r.status }));
+    d.bgp?.on('peer', (p, prev) => d.journal.append('peer', `${p.address} ${prev} -> ${p.state}`, p.lastError ? { error: p.lastError } : undefined));
+    d.bgp?.on('gobgpd', (s) => {
+      if (s === 'down') d.metrics?.gobgpdRestarts.inc();
+      d.journal.append('peer', `gobgpd ${s}`);
+    });
+  }
+
+  get running(): Config {
+    return this.config;
+  }
+
+  get serving(): boolean {
+    return this.synced && !this.stopped;
+  }
+
+  state(): DesiredState | undefined {
+    return this.last;
+  }
+
+  isAnnounced(vip: string): boolean {
+    return this.announced.has(vip);
+  }
+
+  /** Starts health checks; IPVS and BGP get their first state once every target has a result. */
+  start(): void {
+    const targets = healthTargets(this.config);
+    this.d.health.update(targets);
+    const grace = Math.min(
+      STARTUP_GRACE_CAP_MS,
+      Math.max(0, ...this.config.services.map((s) => (s.check ? s.check.rise * s.check.interval + s.check.timeout : 0))) + 1000,
+    );
+    this.graceTimer = setTimeout(() => this.sync('start-up grace passed'), grace);
+    this.schedule();
+  }
+
+  private sync(why: string): void {
+    if (this.synced || this.stopped) return;
+    this.synced = true;
+    clearTimeout(this.graceTimer);
+    this.log.info('first health results in; programming IPVS and routes', { why });
+    this.d.journal.append('daemon', 'serving', { why });
+    void this.d.presence.open(this.config.coordinator.presencePorts);
+    this.pass();
+  }
+
+  /** Coalesces bursts: one pass at most batchDelay after the first event of a burst. */
+  schedule(delayMs = this.config.coordinator.batchDelay): void {
+    if (this.stopped) return;
+    if (this.batchTimer) {
+      if (delayMs > 0) return;
+      clearTimeout(this.batchTimer);
+    }
+    this.batchTimer = setTimeout(() => {
+      this.batchTimer = undefined;
+      this.pass();
+    }, delayMs);
+  }
+
+  private allKnown(): boolean {
+    return healthTargets(this.config).every((t) => 'agent' in t || this.health.get(t.id)?.known === true);
+  }
+
+  /** One reconcile pass: compute desired state and hand each lane its part. */
+  pass(): void {
+    if (this.stopped) return;
+    const config = this.config;
+    const nodeNames = new Set(config.nodes.map((n) => n.name));
+    const desired = desiredState({
+      config,
+      health: this.health,
+      agents: this.agents,
+      overrides: this.d.overrides.overrides(nodeNames),
+      linkDown: this.linkDown,
+      previous: this.vipStates,
+    });
+    this.last = desired;
+    const gen = ++this.gen;
+    const states = new Map<string, VipState>();
+    for (const [addr, v] of desired.vips) {
+      states.set(addr, v.state);
+      const before = this.vipStates.get(addr);
+      if (before !== v.state) this.d.journal.append('vip', `${addr} ${before ?? 'new'} -> ${v.state}`, { reason: v.reason });
+      const up = v.state === 'up' || v.state === 'softfail';
+      if (up && !this.upGen.has(addr)) this.upGen.set(addr, gen);
+      if (!up) this.upGen.delete(addr);
+    }
+    this.vipStates = states;
+    if (!this.synced) {
+      if (this.allKnown()) this.sync('all health targets have a result');
+      return;
+    }
+    this.passes++;
+
+    const weights = new Map<string, Effective>();
+    for (const s of desired.services) {
+      s.config.realservers.forEach((r, i) => {
+        const dst = s.destinations[i];
+        if (dst) weights.set(realserverKey(s.config, r), dst.healthy || dst.drained ? dst.weight : 'down');
+      });
+    }
+    this.weights = weights;
+    const services = [...config.services];
+    const addrVips: { vip: VipConfig; owned: boolean }[] = config.vips.map((vip) => ({ vip, owned: false }));
+    for (const r of this.retiring.values()) {
+      if (r.done) continue;
+      services.push(...r.services);
+      for (const [k, w] of r.weights) weights.set(k, w);
+      addrVips.push({ vip: r.vip, owned: false });
+    }
+    this.ipvsLane.set(desiredTable(services, weights), gen);
+    this.addrLane.set(desiredVipAddresses(addrVips, this.d.bgpDevice ?? 'lo'), gen);
+
+    const intents: RouteIntent[] = [];
+    for (const [addr, v] of desired.vips) {
+      if (v.config.mode !== 'bgp' || (v.state !== 'up' && v.state !== 'softfail')) continue;
+      const since = this.upGen.get(addr) ?? gen;
+      // Announce only once the address and IPVS for this VIP are in place.
+      if (this.announced.has(addr) || (this.ipvsLane.applied >= since && this.addrLane.applied >= since)) {
+        intents.push({ vip: v.config, state: v.state });
+      }
+    }
+    this.bgpLane.set(intents, gen);
+    this.d.arp?.setVips(
+      [...desired.vips.values()].filter((v) => v.config.mode === 'arp').map((v) => ({ vip: v.config, up: v.state === 'up' || v.state === 'softfail' })),
+    );
+  }
+
+  private laneDone<T, R>(lane: 'ipvs' | 'bgp' | 'addresses', r: LaneResult<T, R>): void {
+    const m = this.d.metrics;
+    if (r.error) {
+      m?.reconcileErrors.inc({ subsystem: lane });
+      this.log.error(`${lane} reconcile failed; retrying`, { error: r.error.message });
+      this.d.journal.append(lane === 'bgp' ? 'route' : 'ipvs', `${lane} reconcile failed`, { error: r.error.message });
+      // Retry after a pause; the lane keeps the newest state.
+      if (!this.stopped) setTimeout(() => this.schedule(0), 1000).unref();
+      return;
+    }
+    m?.reconciles.inc({ subsystem: lane });
+    if (lane === 'ipvs') {
+      const res = r.result as ReconcileResult;
+      if (res.ops > 0) this.d.journal.append('ipvs', `applied ${res.ops} IPVS operations`, { ms: Math.round(res.durationMs), draining: res.draining });
+      m?.reconcileSeconds.observe({ subsystem: 'ipvs' }, res.durationMs / 1000);
+    }
+    if (lane === 'bgp') {
+      const res = r.result as RouteChanges;
+      for (const a of res.announced) this.d.journal.append('route', `announced ${a}`);
+      for (const a of res.updated) this.d.journal.append('route', `updated ${a}`);
+      for (const a of res.withdrawn) this.d.journal.append('route', `withdrawn ${a}`);
+      for (const x of res.rejected) this.d.journal.append('route', `refused ${x.address}`, { reason: x.reason });
+      if (!res.deferred) {
+        this.announced.clear();
+        for (const i of r.value as RouteIntent[]) this.announced.add(canonicalAddress(i.vip.address));
+      }
+      this.retireAfterWithdraw(r.generation);
+      return;
+    }
+    // A VIP that was waiting for its address and IPVS to land can now be announced.
+    if ([...this.upGen].some(([v, g]) => !this.announced.has(v) && this.ipvsLane.applied >= g && this.addrLane.applied >= g)) this.schedule(0);
+  }
+
+  private retireAfterWithdraw(gen: number): void {
+    for (const [addr, r] of this.retiring) {
+      if (r.done || r.timer || gen < r.gen) continue;
+      r.timer = setTimeout(() => {
+        r.timer = undefined;
+        r.done = true;
+        this.log.info('VIP withdrawn and propagated; removing its services and address', { vip: addr });
+        this.schedule(0);
+      }, this.config.bgp?.withdrawDelay ?? 0);
+    }
+  }
+
+  /** Applies a new, valid config: only the difference reaches the subsystems. */
+  async reconfigure(next: Config): Promise<void> {
+    const prev = this.config;
+    const gone = prev.vips.filter((v) => !next.vips.some((n) => canonicalAddress(n.address) === canonicalAddress(v.address)));
+    for (const v of gone) {
+      const addr = canonicalAddress(v.address);
+      const services = prev.services.filter((s) => canonicalAddress(s.vip) === addr);
+      const weights = new Map<string, Effective>();
+      for (const s of services) for (const r of s.realservers) weights.set(realserverKey(s, r), this.weights.get(realserverKey(s, r)) ?? r.weight);
+      this.retiring.set(addr, { vip: v, services, weights, gen: this.gen + 1, done: false });
+    }
+    // A VIP that comes back while retiring is simply configured again.
+    for (const v of next.vips) {
+      const r = this.retiring.get(canonicalAddress(v.address));
+      if (r) {
+        clearTimeout(r.timer);
+        this.retiring.delete(canonicalAddress(v.address));
+      }
+    }
+    this.config = next;
+    const summary = this.d.health.update(healthTargets(next));
+    for (const id of summary.removed) this.health.delete(id);
+    for (const id of summary.changed) this.health.delete(id);
+    if (this.d.bgp && next.bgp) await this.d.bgp.reconfigure(next.bgp);
+    if (this.synced) await this.d.presence.open(next.coordinator.presencePorts);
+    this.schedule(0);
+  }
+
+  /** Waits until every lane is idle (tests, benchmarks, shutdown). */
+  async settle(): Promise<void> {
+    for (let i = 0; i < 3; i++) {
+      if (this.batchTimer) await new Promise((r) => setTimeout(r, this.config.coordinator.batchDelay + 5));
+      await Promise.all([this.ipvsLane.idle(), this.bgpLane.idle(), this.addrLane.idle()]);
+    }
+  }
+
+  /** Stops serving: presence closed, routes withdrawn (then the propagation delay), checks stopped. IPVS stays. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.batchTimer);
+    clearTimeout(this.graceTimer);
+    for (const r of this.retiring.values()) clearTimeout(r.timer);
+    await this.d.presence.close();
+    this.ipvsLane.close();
+    this.addrLane.close();
+    this.bgpLane.close();
+    await this.d.bgp?.stop({ withdraw: true });
+    this.d.health.stop();
+    await this.d.arp?.stop();
+    this.d.ipvs?.stop();
+  }
+}
+
+function noRoutes(): RouteChanges {
+  return { announced: [], updated: [], withdrawn: [], rejected: [], deferred: false };
+}

@@ -1,0 +1,80 @@
+/**
+ * Runtime overrides (drain, disable) set through vipctl: they take effect in one reconcile,
+ * survive reloads, and persist across restarts in the state directory. A state directory that
+ * is full or read-only is reported, never fatal: the overrides still apply in memory.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { canonicalAddress } from '../util/ip.js';
+import { isIP } from 'node:net';
+import type { Overrides } from './desired.js';
+import type { OverridesView } from './api.js';
+
+interface Stored {
+  drained: string[];
+  disabled: string[];
+}
+
+/** `203.0.113.5`, `203.0.113.5:80`, `[2001:db8::5]:80` or a node name, in canonical form. */
+export function canonicalTarget(t: string): string {
+  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
+  if (v6?.[1] && isIP(v6[1]) === 6) return v6[2] ? `${canonicalAddress(v6[1])}:${v6[2]}` : canonicalAddress(v6[1]);
+  if (isIP(t)) return canonicalAddress(t);
+  const v4 = /^([\d.]+):(\d+)$/.exec(t);
+  if (v4?.[1] && isIP(v4[1]) === 4) return `${v4[1]}:${v4[2]}`;
+  return t;
+}
+
+export class OverrideStore {
+  private drained = new Set<string>();
+  private disabled = new Set<string>();
+  /** Last persistence error, for status. */
+  writeError?: string;
+
+  constructor(private readonly file?: string) {
+    if (!file) return;
+    try {
+      const s = JSON.parse(readFileSync(file, 'utf8')) as Partial<Stored>;
+      for (const d of s.drained ?? []) if (typeof d === 'string') this.drained.add(d);
+      for (const d of s.disabled ?? []) if (typeof d === 'string') this.disabled.add(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.writeError = `read ${file}: ${(e as Error).message}`;
+    }
+  }
+
+  /** Returns false when nothing changed. */
+  set(kind: 'drain' | 'undrain' | 'disable' | 'enable', target: string): boolean {
+    const t = canonicalTarget(target);
+    const set = kind === 'drain' || kind === 'undrain' ? this.drained : this.disabled;
+    const had = set.has(t);
+    if (kind === 'drain' || kind === 'disable') set.add(t);
+    else set.delete(t);
+    if (had === set.has(t)) return false;
+    this.persist();
+    return true;
+  }
+
+  private persist(): void {
+    if (!this.file) return;
+    try {
+      mkdirSync(dirname(this.file), { recursive: true });
+      writeFileSync(`${this.file}.tmp`, JSON.stringify(this.view()));
+      renameSync(`${this.file}.tmp`, this.file);
+      this.writeError = undefined;
+    } catch (e) {
+      this.writeError = `${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+    }
+  }
+
+  view(): OverridesView {
+    return { drained: [...this.drained].sort(), disabled: [...this.disabled].sort() };
+  }
+
+  /** Drain targets split into realservers and nodes by what the config knows as node names. */
+  overrides(nodeNames: ReadonlySet<string>): Overrides {
+    const nodes = new Set<string>();
+    const rs = new Set<string>();
+    for (const d of this.drained) (nodeNames.has(d) ? nodes : rs).add(d);
+    return { drainedRealservers: rs, drainedNodes: nodes, disabledVips: new Set(this.disabled) };
+  }
+}
