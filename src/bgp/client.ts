@@ -7,7 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Destination, Family, GlobalMsg, PathMsg, PeerEvent, PeerInfo, PeerMsg } from './messages.js';
-import { createStub, type GobgpStub } from './proto.js';
+import { createStub, type GobgpStub, type Unary } from './proto.js';
 
 export class GobgpError extends Error {
   constructor(
@@ -20,6 +20,8 @@ export class GobgpError extends Error {
   }
 }
 
+const failure = (call: string, err: grpc.ServiceError): GobgpError => new GobgpError(call, err.code, err.details || err.message);
+
 export interface ClientOptions {
   /** Deadline of each call (streams: of the whole stream). */
   deadlineMs?: number;
@@ -27,11 +29,16 @@ export interface ClientOptions {
   protoDir?: string;
 }
 
-/** Paths per AddPathStream message: large enough to amortise, small enough for gobgpd's 4 MB limit. */
-const STREAM_BATCH = 500;
+/** Paths per AddPathStream message: amortises per-message work in gobgpd (1,000 measured fastest), well under its 4 MB limit. */
+const STREAM_BATCH = 1_000;
 
 export interface PeerWatch {
   cancel(): void;
+}
+
+export interface PathStream {
+  write(paths: readonly PathMsg[]): void;
+  end(): Promise<void>;
 }
 
 export class GobgpClient {
@@ -50,10 +57,10 @@ export class GobgpClient {
     return { deadline: Date.now() + deadlineMs };
   }
 
-  private unary<Req, Res>(name: string, fn: (req: Req, meta: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Res) => void) => unknown, req: Req, deadlineMs?: number): Promise<Res> {
+  private unary<Req, Res>(name: string, fn: Unary<Req, Res>, req: Req, deadlineMs?: number): Promise<Res> {
     return new Promise((resolve, reject) => {
       fn.call(this.stub, req, new grpc.Metadata(), this.opts(deadlineMs), (err, res) => {
-        if (err) reject(new GobgpError(name, err.code, err.details || err.message));
+        if (err) reject(failure(name, err));
         else resolve(res as Res);
       });
     });
@@ -66,7 +73,7 @@ export class GobgpClient {
         const v = pick(r);
         if (v) out.push(v);
       });
-      stream.on('error', (err: grpc.ServiceError) => reject(new GobgpError(name, err.code, err.details || err.message)));
+      stream.on('error', (err: grpc.ServiceError) => reject(failure(name, err)));
       stream.on('end', () => resolve(out));
     });
   }
@@ -90,27 +97,40 @@ export class GobgpClient {
     await this.unary('DeletePeer', this.stub.DeletePeer, { address });
   }
 
-  /** All peers, or one; with advertised-prefix counters. */
-  listPeer(address = ''): Promise<PeerInfo[]> {
-    return this.collect('ListPeer', this.stub.ListPeer({ address, enableAdvertised: true }, this.opts()), (r) => r.peer);
+  /** Every peer, with advertised-prefix counters. */
+  listPeer(): Promise<PeerInfo[]> {
+    return this.collect('ListPeer', this.stub.ListPeer({ address: '', enableAdvertised: true }, this.opts()), (r) => r.peer);
   }
 
   async addPath(path: PathMsg): Promise<void> {
     await this.unary('AddPath', this.stub.AddPath, { table_type: 'GLOBAL', path });
   }
 
-  /** Adds (or, with `is_withdraw`, withdraws) many paths over one stream, in batches. */
-  addPathStream(paths: readonly PathMsg[], deadlineMs?: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const call = this.stub.AddPathStream(new grpc.Metadata(), this.opts(deadlineMs ?? this.deadlineMs + paths.length), (err) => {
-        if (err) reject(new GobgpError('AddPathStream', err.code, err.details || err.message));
-        else resolve();
-      });
-      // gobgpd reports a bad path by ending the call; the callback above carries that error.
-      call.on('error', () => undefined);
-      for (let i = 0; i < paths.length; i += STREAM_BATCH) call.write({ table_type: 'GLOBAL', paths: paths.slice(i, i + STREAM_BATCH) });
-      call.end();
+  /**
+   * Opens an AddPathStream: paths written (with `is_withdraw` for withdrawals) go out in batches
+   * at once, so gobgpd works on them while the caller prepares more; `end()` resolves when
+   * gobgpd has taken them all, or rejects with its error (it ends the call on a bad path).
+   */
+  addPathStream(): PathStream {
+    let settle: (err?: Error) => void = () => undefined;
+    const result = new Promise<void>((resolve, reject) => {
+      settle = (err) => (err ? reject(err) : resolve());
     });
+    // A failure before end() is reported by end(), not as an unhandled rejection.
+    result.catch(() => undefined);
+    // Streams carry up to every VIP: a longer deadline than single calls.
+    const call = this.stub.AddPathStream(new grpc.Metadata(), this.opts(this.deadlineMs * 6), (err) => settle(err ? failure('AddPathStream', err) : undefined));
+    // The callback above carries the call's outcome; errors emitted on the stream repeat it.
+    call.on('error', () => undefined);
+    return {
+      write: (paths) => {
+        for (let i = 0; i < paths.length; i += STREAM_BATCH) call.write({ table_type: 'GLOBAL', paths: paths.slice(i, i + STREAM_BATCH) });
+      },
+      end: () => {
+        call.end();
+        return result;
+      },
+    };
   }
 
   /** Withdraws one path, identified by its NLRI (never by uuid, which changes on re-add). */
@@ -139,7 +159,7 @@ export class GobgpClient {
     call.on('data', (r: { peer?: PeerEvent | null }) => {
       if (r.peer) onEvent(r.peer);
     });
-    call.on('error', (err: grpc.ServiceError) => end(new GobgpError('WatchEvent', err.code, err.details || err.message)));
+    call.on('error', (err: grpc.ServiceError) => end(failure('WatchEvent', err)));
     call.on('end', () => end());
     return {
       cancel: () => {

@@ -57,13 +57,12 @@ export interface PathMsg {
   is_withdraw?: boolean;
 }
 
-/** A path as ListPath returns it (attributes left loosely typed: only read in tests and status). */
+/** A path as ListPath returns it (attributes loosely typed: read only for diagnostics). */
 export interface ListedPath {
   family: Family;
   nlri: { '@type': string; prefix?: string; prefix_len?: number };
   pattrs: ({ '@type': string } & Record<string, unknown>)[];
   stale: boolean;
-  best: boolean;
 }
 
 export interface Destination {
@@ -116,12 +115,10 @@ export interface PeerInfo {
   conf: { neighbor_address: string; peer_asn: number; local_asn: number } | null;
   state: {
     neighbor_address: string;
+    peer_asn: number;
     session_state: SessionState;
-    admin_state: 'UP' | 'DOWN' | 'PFX_CT';
-    flops: number;
-    messages: { received: { notification: string } | null; sent: { notification: string } | null } | null;
   } | null;
-  timers: { state: { uptime: Timestamp | null; downtime: Timestamp | null } | null } | null;
+  timers: { state: { uptime: Timestamp | null } | null } | null;
   afi_safis: { state: { family: Family | null; received: string; accepted: string; advertised: string } | null }[];
 }
 

@@ -15,7 +15,7 @@ export function protoDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 type Callback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
-type Unary<Req, Res> = (req: Req, meta: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<Res>) => grpc.ClientUnaryCall;
+export type Unary<Req, Res> = (req: Req, meta: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<Res>) => grpc.ClientUnaryCall;
 type ServerStream<Req, Res> = (req: Req, opts: grpc.CallOptions) => grpc.ClientReadableStream<Res>;
 type ClientStream<Req, Res> = (meta: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<Res>) => grpc.ClientWritableStream<Req>;
 type Empty = Record<string, never>;
@@ -35,7 +35,7 @@ export interface GobgpStub {
   close(): void;
 }
 
-const METHODS = ['GetBgp', 'StartBgp', 'AddPeer', 'DeletePeer', 'ListPeer', 'AddPath', 'AddPathStream', 'DeletePath', 'ListPath', 'WatchEvent'] as const;
+const METHODS: readonly Exclude<keyof GobgpStub, 'close'>[] = ['GetBgp', 'StartBgp', 'AddPeer', 'DeletePeer', 'ListPeer', 'AddPath', 'AddPathStream', 'DeletePath', 'ListPath', 'WatchEvent'];
 
 const loaded = new Map<string, grpc.ServiceClientConstructor>();
 

@@ -34,6 +34,12 @@ export function refineConfig(c: Shape, ctx: z.RefinementCtx): void {
       if (c.bgp.peers.length > 0 && !carried) {
         fail(['vips', i, 'address'], `${fam(v.address)} VIP but no BGP peer carries ${want}; add '${want}' to a peer's families`);
       }
+      // Over a session of the other family the router needs a next hop of the VIP's family.
+      const sameFamilySession = c.bgp.peers.some((p) => ipFamily(p.address) === ipFamily(v.address));
+      const ownNextHop = v.nextHop ?? (ipFamily(v.address) === 6 ? c.bgp.nextHop6 : c.bgp.nextHop);
+      if (carried && !sameFamilySession && !ownNextHop) {
+        fail(['vips', i, 'nextHop'], `${fam(v.address)} VIP over an ${fam(v.address) === 'IPv6' ? 'IPv4' : 'IPv6'} session needs a next hop of its own family (vips[].nextHop or bgp.${want === 'ipv6' ? 'nextHop6' : 'nextHop'})`);
+      }
     }
   });
 
@@ -94,6 +100,7 @@ export function refineConfig(c: Shape, ctx: z.RefinementCtx): void {
         fail(at('localAddress'), `${fam(p.localAddress)} local address for an ${fam(p.address)} neighbour`);
       }
       if (p.keepalive >= p.holdTime) fail(at('keepalive'), 'keepalive must be shorter than the hold time');
+      if (p.passive && c.bgp?.listenPort === -1) fail(at('passive'), 'a passive peer needs bgp.listenPort (vipd does not listen with -1)');
     });
   }
 

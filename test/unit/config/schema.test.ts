@@ -8,7 +8,7 @@ function base(): Record<string, any> {
   return {
     node: { name: 'd1' },
     vipRanges: ['198.51.100.0/24', '2001:db8:100::/64'],
-    bgp: { asn: 64513, routerId: '192.0.2.10', peers: [{ address: '192.0.2.1', asn: 64512, families: ['ipv4', 'ipv6'] }] },
+    bgp: { asn: 64513, routerId: '192.0.2.10', nextHop6: '2001:db8::10', peers: [{ address: '192.0.2.1', asn: 64512, families: ['ipv4', 'ipv6'] }] },
     vips: [{ address: '198.51.100.10' }, { address: '2001:db8:100::10' }, { address: '198.51.100.20', mode: 'arp', interface: 'eth1' }],
     nodes: [{ name: 'n1', weight: 50 }],
     services: [
@@ -133,6 +133,8 @@ describe('config schema', () => {
     ['duplicate peer', (c) => c.bgp.peers.push({ address: '192.0.2.1', asn: 64514 }), 'bgp.peers[1].address: peer 192.0.2.1 is declared twice'],
     ['keepalive not below hold time', (c) => Object.assign(c.bgp.peers[0], { holdTime: '3s', keepalive: '3s' }), 'bgp.peers[0].keepalive: keepalive must be shorter than the hold time'],
     ['local address of the wrong family', (c) => (c.bgp.peers[0].localAddress = '2001:db8::10'), 'bgp.peers[0].localAddress: IPv6 local address for an IPv4 neighbour'],
+    ['passive peer without a listener', (c) => (c.bgp.peers[0].passive = true), 'bgp.peers[0].passive: a passive peer needs bgp.listenPort'],
+    ['IPv6 VIP over IPv4 session without IPv6 next hop', (c) => delete c.bgp.nextHop6, 'vips[1].nextHop: IPv6 VIP over an IPv4 session needs a next hop of its own family'],
     ['duplicate presence port', (c) => (c.coordinator = { presencePorts: [44444, 44444] }), 'coordinator.presencePorts[1]: port 44444 is listed twice'],
   ];
 
