@@ -104,6 +104,8 @@ export function refineConfig(c: Shape, ctx: z.RefinementCtx): void {
     });
   }
 
+  if (c.arp.holdTime <= c.arp.advertInterval) fail(['arp', 'holdTime'], 'the hold time must be longer than the advert interval');
+
   const ports = new Set<number>();
   c.coordinator.presencePorts.forEach((p, i) => {
     if (ports.has(p)) fail(['coordinator', 'presencePorts', i], `port ${p} is listed twice`);

@@ -318,8 +318,17 @@ export const configShape = z.strictObject({
       interval: duration(100, 3_600_000).default(3000),
       concurrency: z.number().int().min(1).max(1024).default(32),
       arping: z.enum(['auto', 'iputils', 'busybox']).default('auto'),
-      /** Other directors sharing ARP-mode VIPs, reached on their presence port. */
+      /** Other directors sharing ARP-mode VIPs (this director's own address may be listed too). */
       peers: z.array(ipAddress).default([]),
+    /** UDP port of the ownership adverts exchanged with the peers. */
+    port: port.default(44445),
+    advertInterval: duration(50, 10_000).default(200),
+    /** Silence after which a peer counts as gone; more than advertInterval. */
+    holdTime: duration(100, 60_000).default(700),
+    /** Shared HMAC key for adverts; never logged. */
+    secret: z.string().min(8).max(256).optional(),
+    /** This director's address as its peers see it (default: the source address towards the first peer). */
+    self: ipAddress.optional(),
     })
     .prefault({}),
   ipvs: z

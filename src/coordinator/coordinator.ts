@@ -55,6 +55,15 @@ interface Retiring {
   timer?: NodeJS.Timeout;
 }
 
+export interface Derived {
+  desired: DesiredState;
+  weights: Map<string, Effective>;
+  table: DesiredTable;
+  addresses: HostAddress[];
+  /** Every BGP-mode VIP that is up or soft-failed, before ordering gates. */
+  intents: RouteIntent[];
+}
+
 const STARTUP_GRACE_CAP_MS = 60_000;
 
 export class Coordinator {
@@ -180,10 +189,8 @@ export class Coordinator {
     return healthTargets(this.config).every((t) => 'agent' in t || this.health.get(t.id)?.known === true);
   }
 
-  /** One reconcile pass: compute desired state and hand each lane its part. */
-  pass(): void {
-    if (this.stopped) return;
-    const config = this.config;
+  /** Desired state and what each lane would get for `config`, from the current inputs (pure). */
+  derive(config: Config): Derived {
     const nodeNames = new Set(config.nodes.map((n) => n.name));
     const desired = desiredState({
       config,
@@ -193,6 +200,39 @@ export class Coordinator {
       linkDown: this.linkDown,
       previous: this.vipStates,
     });
+    const weights = new Map<string, Effective>();
+    for (const s of desired.services) {
+      s.config.realservers.forEach((r, i) => {
+        const dst = s.destinations[i];
+        if (dst) weights.set(realserverKey(s.config, r), dst.healthy || dst.drained ? dst.weight : 'down');
+      });
+    }
+    const services = [...config.services];
+    const addrVips: { vip: VipConfig; owned: boolean }[] = config.vips.map((vip) => ({ vip, owned: false }));
+    const current = new Set(config.vips.map((v) => canonicalAddress(v.address)));
+    for (const [addr, r] of this.retiring) {
+      if (r.done || current.has(addr)) continue;
+      services.push(...r.services);
+      for (const [k, w] of r.weights) weights.set(k, w);
+      addrVips.push({ vip: r.vip, owned: false });
+    }
+    const intents: RouteIntent[] = [];
+    for (const v of desired.vips.values()) {
+      if (v.config.mode === 'bgp' && (v.state === 'up' || v.state === 'softfail')) intents.push({ vip: v.config, state: v.state });
+    }
+    return {
+      desired,
+      weights,
+      table: desiredTable(services, weights),
+      addresses: desiredVipAddresses(addrVips, this.d.bgpDevice ?? 'lo'),
+      intents,
+    };
+  }
+
+  /** One reconcile pass: compute desired state and hand each lane its part. */
+  pass(): void {
+    if (this.stopped) return;
+    const { desired, weights, table, addresses, intents } = this.derive(this.config);
     this.last = desired;
     const gen = ++this.gen;
     const states = new Map<string, VipState>();
@@ -210,39 +250,29 @@ export class Coordinator {
       return;
     }
     this.passes++;
-
-    const weights = new Map<string, Effective>();
-    for (const s of desired.services) {
-      s.config.realservers.forEach((r, i) => {
-        const dst = s.destinations[i];
-        if (dst) weights.set(realserverKey(s.config, r), dst.healthy || dst.drained ? dst.weight : 'down');
-      });
-    }
     this.weights = weights;
-    const services = [...config.services];
-    const addrVips: { vip: VipConfig; owned: boolean }[] = config.vips.map((vip) => ({ vip, owned: false }));
-    for (const r of this.retiring.values()) {
-      if (r.done) continue;
-      services.push(...r.services);
-      for (const [k, w] of r.weights) weights.set(k, w);
-      addrVips.push({ vip: r.vip, owned: false });
-    }
-    this.ipvsLane.set(desiredTable(services, weights), gen);
-    this.addrLane.set(desiredVipAddresses(addrVips, this.d.bgpDevice ?? 'lo'), gen);
-
-    const intents: RouteIntent[] = [];
-    for (const [addr, v] of desired.vips) {
-      if (v.config.mode !== 'bgp' || (v.state !== 'up' && v.state !== 'softfail')) continue;
+    this.ipvsLane.set(table, gen);
+    this.addrLane.set(addresses, gen);
+    // Announce a VIP only once its address and IPVS are in place.
+    const ready = intents.filter((i) => {
+      const addr = canonicalAddress(i.vip.address);
       const since = this.upGen.get(addr) ?? gen;
-      // Announce only once the address and IPVS for this VIP are in place.
-      if (this.announced.has(addr) || (this.ipvsLane.applied >= since && this.addrLane.applied >= since)) {
-        intents.push({ vip: v.config, state: v.state });
-      }
-    }
-    this.bgpLane.set(intents, gen);
+      return this.announced.has(addr) || (this.ipvsLane.applied >= since && this.addrLane.applied >= since);
+    });
+    this.bgpLane.set(ready, gen);
     this.d.arp?.setVips(
       [...desired.vips.values()].filter((v) => v.config.mode === 'arp').map((v) => ({ vip: v.config, up: v.state === 'up' || v.state === 'softfail' })),
     );
+  }
+
+  /** The kernel operations that would make IPVS match `table` (for plan); nothing is applied. */
+  previewIpvs(table: DesiredTable): string[] {
+    return this.d.ipvs?.preview(table) ?? [];
+  }
+
+  /** The routes currently asked of BGP (for plan). */
+  currentIntents(): RouteIntent[] {
+    return this.derive(this.config).intents.filter((i) => this.announced.has(canonicalAddress(i.vip.address)));
   }
 
   private laneDone<T, R>(lane: 'ipvs' | 'bgp' | 'addresses', r: LaneResult<T, R>): void {

@@ -1,80 +1,295 @@
 /**
- * The vipd process: owns the running config, reloads it on SIGHUP (refusing an invalid one
- * while the running one keeps serving) and shuts down in order on SIGTERM/SIGINT.
+ * The vipd process: builds the subsystems from config, runs the coordinator, serves the
+ * status API and metrics, reloads on SIGHUP (refusing an invalid config while the running one
+ * keeps serving) and stops in order on SIGTERM. A config that is invalid at start leaves vipd
+ * up with the status API only, showing why, so an appliance never loops silently.
  */
+import { join } from 'node:path';
+import { VipAddresses } from '../addr/addresses.js';
+import { ArpManager } from '../arp/manager.js';
+import { BgpSpeaker } from '../bgp/speaker.js';
 import { formatProblem } from '../config/errors.js';
-import { loadConfig, type LoadOptions } from '../config/load.js';
+import { loadConfig, type LoadOptions, type LoadResult } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { HealthMonitor } from '../health/index.js';
+import { IpvsManager } from '../ipvs/manager.js';
 import { configureLogging, logger, type Logger } from '../log/logger.js';
+import { VERSION } from '../version.js';
+import type { ReloadReport } from './api.js';
+import { Coordinator } from './coordinator.js';
+import { Journal } from './journal.js';
+import { Metrics } from './metrics.js';
+import { OverrideStore } from './overrides.js';
+import { planReload } from './plan.js';
+import { PresencePorts } from './presence.js';
+import { StatusServer } from './status-server.js';
+import { StatusView } from './status-view.js';
 
-export interface ReloadResult {
-  at: string;
-  ok: boolean;
-  version?: string;
-  problems: string[];
+export interface DaemonOptions {
+  load: LoadOptions;
+  /** Command prefix for gobgpd (tests run it in a namespace); empty in production. */
+  gobgpdWrap?: readonly string[];
+}
+
+const DEFAULT_RUN_DIR = '/run/vipd';
+
+export function statusSocket(config: Config | undefined): string {
+  return config?.status.socket ?? join(config?.node.runDir ?? DEFAULT_RUN_DIR, 'vipd.sock');
 }
 
 export class Daemon {
-  private config: Config;
-  private version: string;
-  private lastReload: ReloadResult;
   private readonly log: Logger;
+  private config?: Config;
+  private version = '';
+  private lastReload: ReloadReport;
+  private coordinator?: Coordinator;
+  private journal?: Journal;
+  private overrides?: OverrideStore;
+  private metrics?: Metrics;
+  private status?: StatusServer;
+  private view?: StatusView;
   private stopping?: Promise<void>;
+  private readonly started = Date.now();
+  private readonly problems: string[] = [];
   private readonly keepAlive: NodeJS.Timeout;
 
   private constructor(
-    private readonly load: LoadOptions,
-    config: Config,
-    version: string,
+    private readonly opts: DaemonOptions,
+    private readonly file: string,
   ) {
-    this.config = config;
-    this.version = version;
     this.log = logger('daemon');
-    this.lastReload = { at: new Date().toISOString(), ok: true, version, problems: [] };
-    // The event loop must stay alive until a signal stops us, even with no subsystem running yet.
+    this.lastReload = { at: new Date().toISOString(), ok: false, problems: [] };
+    // Stay alive until a signal stops us, even while unconfigured.
     this.keepAlive = setInterval(() => undefined, 1 << 30);
   }
 
-  static start(load: LoadOptions, config: Config, version: string): Daemon {
-    configureLogging(config.log.level, config.log.format);
-    const d = new Daemon(load, config, version);
-    d.log.info('vipd started', { node: config.node.name, version, vips: config.vips.length, services: config.services.length });
-    process.on('SIGHUP', () => d.reload());
-    process.once('SIGTERM', () => void d.stop('SIGTERM'));
-    process.once('SIGINT', () => void d.stop('SIGINT'));
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const r = loadConfig(opts.load);
+    if (r.ok) configureLogging(r.config.log.level, r.config.log.format);
+    const d = new Daemon(opts, r.file ?? '');
+    process.on('SIGHUP', () => void d.reload());
+    process.once('SIGTERM', () => void d.stop('SIGTERM').then(() => process.exit(0)));
+    process.once('SIGINT', () => void d.stop('SIGINT').then(() => process.exit(0)));
+    if (r.ok) {
+      d.lastReload = { at: new Date().toISOString(), ok: true, version: r.version, problems: [] };
+      await d.configure(r.config, r.version);
+    } else {
+      d.refused(r);
+      d.log.error('config invalid: not serving; fix it and send SIGHUP (vipctl reload)', { file: r.file, problems: d.lastReload.problems });
+      await d.serveStatus(undefined);
+    }
     return d;
   }
 
-  get running(): { config: Config; version: string; lastReload: ReloadResult } {
-    return { config: this.config, version: this.version, lastReload: this.lastReload };
+  private refused(r: Extract<LoadResult, { ok: false }>): void {
+    this.lastReload = { at: new Date().toISOString(), ok: false, problems: r.problems.map((p) => formatProblem(r.file, p)) };
   }
 
-  /** Validates the config file in full; applies it only when valid. */
-  reload(): ReloadResult {
-    const r = loadConfig(this.load);
+  /** Builds and starts every subsystem for a first valid config. */
+  private async configure(config: Config, version: string): Promise<void> {
+    this.config = config;
+    this.version = version;
+    const log = this.log;
+    log.info('vipd starting', { version: VERSION, config: version, node: config.node.name, vips: config.vips.length, services: config.services.length });
+    this.journal = new Journal({ capacity: 10_000, file: join(config.node.stateDir, 'journal.jsonl'), maxFileBytes: 8 * 1024 * 1024 });
+    this.overrides = new OverrideStore(join(config.node.stateDir, 'overrides.json'));
+    this.journal.append('daemon', 'vipd started', { version: VERSION, config: version });
+
+    const health = new HealthMonitor(config.health, log.child('health'));
+    const ipvs = new IpvsManager({ ...config.ipvs, vipRanges: config.vipRanges }, log.child('ipvs'));
+    const addresses = new VipAddresses({ vipRanges: config.vipRanges, sources: ['bgp', 'arp'] }, log.child('addr'));
+    let bgpDevice = 'lo';
+    try {
+      bgpDevice = (await addresses.prepare()).bgpDevice;
+      // The global ARP settings matter for BGP-mode VIPs too (never answer ARP for them).
+      for (const r of await addresses.tune([])) this.journal.append('daemon', `sysctl ${r.path}=${r.value}`, { changed: r.changed, ...(r.error ? { error: r.error } : {}) });
+    } catch (e) {
+      this.problem(`VIP addresses: ${(e as Error).message}`);
+    }
+    try {
+      const rep = await ipvs.start({ schedulers: config.services.map((s) => s.scheduler) });
+      this.journal.append('ipvs', 'adopted kernel table', { ...rep.adopted, sysctls: rep.sysctls.length });
+    } catch (e) {
+      this.problem(`IPVS: ${(e as Error).message}`);
+    }
+    const arp = config.vips.some((v) => v.mode === 'arp')
+      ? new ArpManager(
+          {
+            addresses,
+            intervalMs: config.arp.interval,
+            concurrency: config.arp.concurrency,
+            arping: config.arp.arping,
+            peers: config.arp.peers,
+            port: config.arp.port,
+            advertMs: config.arp.advertInterval,
+            holdMs: config.arp.holdTime,
+            ...(config.arp.secret ? { secret: config.arp.secret } : {}),
+            ...(config.arp.self ? { self: config.arp.self } : {}),
+          },
+          log.child('arp'),
+        )
+      : undefined;
+    if (arp) {
+      try {
+        await arp.start();
+      } catch (e) {
+        this.problem(`ARP: ${(e as Error).message}`);
+      }
+    }
+    let bgp: BgpSpeaker | undefined;
+    if (config.bgp) {
+      bgp = new BgpSpeaker(config.bgp, log, { runDir: config.node.runDir, ...(this.opts.gobgpdWrap ? { wrap: this.opts.gobgpdWrap } : {}) });
+      try {
+        await bgp.start();
+      } catch (e) {
+        this.problem(`BGP: ${(e as Error).message}`);
+      }
+    }
+    const presence = new PresencePorts('::', log.child('presence'));
+    this.coordinator = new Coordinator(config, {
+      log,
+      journal: this.journal,
+      health,
+      ipvs,
+      ...(bgp ? { bgp } : {}),
+      ...(arp ? { arp } : {}),
+      addresses,
+      bgpDevice,
+      overrides: this.overrides,
+      presence,
+    });
+    this.view = new StatusView(this.coordinator, health, ipvs, bgp);
+    if (config.metrics.enabled) {
+      this.metrics = new Metrics(this.view);
+      try {
+        await this.metrics.listen(config.metrics.listen, log);
+      } catch (e) {
+        this.problem(`metrics on ${config.metrics.listen}: ${(e as Error).message}`);
+      }
+    }
+    await this.serveStatus(config);
+    this.coordinator.start();
+  }
+
+  private problem(p: string): void {
+    this.problems.push(p);
+    this.log.error(p);
+    this.journal?.append('daemon', p);
+  }
+
+  private async serveStatus(config: Config | undefined): Promise<void> {
+    const socket = statusSocket(config);
+    this.status = new StatusServer({ socket, ...(config?.status.group ? { group: config.status.group } : {}) }, this.methods(), this.log.child('status'));
+    try {
+      await this.status.start();
+    } catch (e) {
+      this.problems.push(`status socket ${socket}: ${(e as Error).message}`);
+      this.log.error('status socket could not open', { socket, error: (e as Error).message });
+    }
+  }
+
+  private methods(): ConstructorParameters<typeof StatusServer>[1] {
+    const override = (kind: 'drain' | 'undrain' | 'disable' | 'enable') => (p: Record<string, unknown>) => {
+      const target = typeof p.target === 'string' ? p.target : '';
+      if (!target || target.length > 200) throw new Error('target must be a realserver address, ADDRESS:PORT, node name or VIP');
+      if (!this.overrides || !this.coordinator) throw new Error('vipd is not configured');
+      if (this.overrides.set(kind, target)) {
+        this.journal?.append('override', `${kind} ${target}`);
+        this.coordinator.schedule(0);
+      }
+      return { value: { overrides: this.overrides.view() } };
+    };
+    return {
+      status: async () => ({ value: await this.statusReport() }),
+      services: (p) => ({ value: this.view?.services(typeof p.vip === 'string' ? p.vip : undefined) ?? [] }),
+      peers: () => ({ value: this.view?.peers() ?? [] }),
+      events: (p) => {
+        const since = typeof p.since === 'number' ? p.since : 0;
+        const limit = typeof p.limit === 'number' ? Math.min(10_000, p.limit) : 1000;
+        const j = this.journal;
+        if (p.follow === true && j) {
+          return {
+            stream: (send) => {
+              for (const e of j.list(since, limit)) send(e);
+              const on = (e: unknown): void => send(e);
+              j.on('event', on);
+              return () => j.off('event', on);
+            },
+          };
+        }
+        return { value: j?.list(since, limit) ?? [] };
+      },
+      drain: override('drain'),
+      undrain: override('undrain'),
+      disable: override('disable'),
+      enable: override('enable'),
+      reload: async () => ({ value: await this.reload() }),
+      plan: (p) => {
+        if (typeof p.file !== 'string') throw new Error('plan needs a "file"');
+        return { value: planReload(this.coordinator, loadConfig({ ...this.opts.load, file: p.file })) };
+      },
+    };
+  }
+
+  private async statusReport(): Promise<import('./api.js').StatusReport> {
+    const c = this.config;
+    const extra = [this.journal?.writeError, this.overrides?.writeError].filter((x): x is string => !!x).map((x) => `state directory: ${x}`);
+    return {
+      node: c?.node.name ?? '-',
+      version: VERSION,
+      uptimeS: Math.round((Date.now() - this.started) / 1000),
+      host: await StatusView.hostFacts(),
+      config: { file: this.file, version: this.version || '-', lastReload: this.lastReload },
+      serving: this.coordinator?.serving ?? false,
+      peers: this.view?.peers() ?? [],
+      vips: this.view?.vips() ?? [],
+      services: (this.view?.services() ?? []).map((s) => ({ id: s.id, vip: s.vip, healthy: s.healthy, total: s.total })),
+      overrides: this.overrides?.view() ?? { drained: [], disabled: [] },
+      problems: [...(c ? [] : ['no valid config: not serving']), ...this.problems, ...extra],
+    };
+  }
+
+  /** Validates the config file in full; applies only the difference when valid. */
+  async reload(): Promise<ReloadReport> {
+    const r = loadConfig(this.opts.load);
     if (!r.ok) {
-      const problems = r.problems.map((p) => formatProblem(r.file, p));
-      this.lastReload = { at: new Date().toISOString(), ok: false, problems };
-      this.log.error('reload refused: config invalid, keeping the running one', { file: r.file, problems, running: this.version });
+      this.refused(r);
+      this.metrics?.reloads.inc({ result: 'refused' });
+      this.journal?.append('reload', 'refused: config invalid', { problems: this.lastReload.problems.slice(0, 20) });
+      this.log.error('reload refused: config invalid, keeping the running one', { file: r.file, problems: this.lastReload.problems, running: this.version });
       return this.lastReload;
     }
     this.lastReload = { at: new Date().toISOString(), ok: true, version: r.version, problems: [] };
-    if (r.version !== this.version) {
-      this.log.info('config reloaded', { from: this.version, to: r.version });
-      this.config = r.config;
-      this.version = r.version;
+    this.metrics?.reloads.inc({ result: 'ok' });
+    if (!this.coordinator) {
+      await this.status?.stop();
       configureLogging(r.config.log.level, r.config.log.format);
-    } else {
-      this.log.info('config unchanged', { version: r.version });
+      await this.configure(r.config, r.version);
+      return this.lastReload;
     }
+    if (r.version === this.version) {
+      this.log.info('config unchanged', { version: r.version });
+      return this.lastReload;
+    }
+    this.journal?.append('reload', `config ${this.version} -> ${r.version}`);
+    this.log.info('config reloaded', { from: this.version, to: r.version });
+    configureLogging(r.config.log.level, r.config.log.format);
+    this.config = r.config;
+    this.version = r.version;
+    await this.coordinator.reconfigure(r.config);
     return this.lastReload;
   }
 
+  /** Deliberate stop: presence closed, routes withdrawn and propagated, then the rest. IPVS stays. */
   stop(reason: string): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('vipd stopping', { reason });
-      clearInterval(this.keepAlive);
+      this.journal?.append('daemon', 'vipd stopping', { reason });
       process.removeAllListeners('SIGHUP');
+      await this.coordinator?.stop();
+      await this.metrics?.close();
+      await this.status?.stop();
+      clearInterval(this.keepAlive);
     })();
     return this.stopping;
   }
