@@ -12,6 +12,7 @@ deps:
 build: deps
 	@echo "==> build: compiling TypeScript to dist/"
 	@npx --no-install tsc -p tsconfig.json
+	@bash scripts/bundle.sh
 
 typecheck: deps
 	@echo "==> typecheck: src, tests and benchmarks"

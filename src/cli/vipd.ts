@@ -19,14 +19,16 @@ program
   .description('run the daemon')
   .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').env('VIPD_CONFIG').default(DEFAULT_CONFIG_FILE))
   .option('--set <key=value>', 'override a setting, e.g. --set log.level=debug (repeatable)', collect, [])
-  .action((opts: { config: string; set: string[] }) => {
-    const r = loadConfig({ file: opts.config, set: opts.set });
-    if (!r.ok) {
-      for (const p of r.problems) process.stderr.write(`${formatProblem(r.file, p)}\n`);
-      process.stderr.write('vipd: not started: the config is invalid\n');
-      process.exit(2);
+  .option('--strict', 'exit (2) on an invalid config instead of waiting, unconfigured, for a valid one')
+  .action(async (opts: { config: string; set: string[]; strict?: boolean }) => {
+    if (opts.strict) {
+      const r = loadConfig({ file: opts.config, set: opts.set });
+      if (!r.ok) {
+        for (const p of r.problems) process.stderr.write(`${formatProblem(r.file, p)}\n`);
+        process.exit(2);
+      }
     }
-    Daemon.start({ file: opts.config, set: opts.set }, r.config, r.version);
+    await Daemon.start({ load: { file: opts.config, set: opts.set } });
   });
 
 program

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import nconf from 'nconf';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
-import { configSchema, type Config } from './schema.js';
+import { configSchema, configShape, type Config } from './schema.js';
 import { problemsFromIssues, type ConfigProblem } from './errors.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/vipd/vipd.yaml';
@@ -54,10 +54,16 @@ function camel(s: string): string {
   return s.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
-/** `VIPD_BGP__ROUTER_ID` -> `['bgp', 'routerId']`; VIPD_CONFIG names the file and is not a setting. */
+const SECTIONS = new Set(Object.keys(configShape.shape));
+
+/**
+ * `VIPD_BGP__ROUTER_ID` -> `['bgp', 'routerId']`. Only names that start with a config section
+ * are settings; other VIPD_ variables (VIPD_CONFIG, VIPD_CACHE, ...) belong to tools.
+ */
 function envKey(key: string): string[] | undefined {
-  if (!key.startsWith('VIPD_') || key === 'VIPD_CONFIG') return undefined;
-  return key.slice(5).split('__').map(camel);
+  if (!key.startsWith('VIPD_')) return undefined;
+  const path = key.slice(5).split('__').map(camel);
+  return SECTIONS.has(path[0] ?? '') ? path : undefined;
 }
 
 function parseValue(v: string): unknown {

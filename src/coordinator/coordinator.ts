@@ -107,7 +107,9 @@ export class Coordinator {
     );
     d.health.on('transition', (e) => {
       const prev = this.health.get(e.id);
-      this.health.set(e.id, { up: e.up, known: true, reason: e.reason });
+      // A first result that starts a rise is not a verdict yet: a restarted vipd must not zero
+      // the weights of realservers that are healthy but have not passed `rise` checks again.
+      this.health.set(e.id, { up: e.up, known: !(e.first && e.pending), reason: e.reason });
       if (!prev || prev.up !== e.up) d.journal.append('health', `${e.id} ${e.up ? 'up' : 'down'}`, { reason: e.reason });
       this.schedule();
     });
@@ -154,9 +156,11 @@ export class Coordinator {
   start(): void {
     const targets = healthTargets(this.config);
     this.d.health.update(targets);
+    // Long enough for a healthy target to pass `rise` checks even on a slow, loaded host, and
+    // well inside BGP graceful restart's restart time, during which routers keep our routes.
     const grace = Math.min(
       STARTUP_GRACE_CAP_MS,
-      Math.max(0, ...this.config.services.map((s) => (s.check ? s.check.rise * s.check.interval + s.check.timeout : 0))) + 1000,
+      Math.max(0, ...this.config.services.map((s) => (s.check ? (s.check.rise + s.check.fall) * s.check.interval + 2 * s.check.timeout : 0))) + 5000,
     );
     this.graceTimer = setTimeout(() => this.sync('start-up grace passed'), grace);
     this.schedule();

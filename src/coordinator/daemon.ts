@@ -97,7 +97,9 @@ export class Daemon {
 
     const health = new HealthMonitor(config.health, log.child('health'));
     const ipvs = new IpvsManager({ ...config.ipvs, vipRanges: config.vipRanges }, log.child('ipvs'));
-    const addresses = new VipAddresses({ vipRanges: config.vipRanges, sources: ['bgp', 'arp'] }, log.child('addr'));
+    const hasArp = config.vips.some((v) => v.mode === 'arp');
+    // Addresses are only removed once every source has spoken; ARP speaks only when it runs.
+    const addresses = new VipAddresses({ vipRanges: config.vipRanges, sources: hasArp ? ['bgp', 'arp'] : ['bgp'] }, log.child('addr'));
     let bgpDevice = 'lo';
     try {
       bgpDevice = (await addresses.prepare()).bgpDevice;
@@ -112,7 +114,7 @@ export class Daemon {
     } catch (e) {
       this.problem(`IPVS: ${(e as Error).message}`);
     }
-    const arp = config.vips.some((v) => v.mode === 'arp')
+    const arp = hasArp
       ? new ArpManager(
           {
             addresses,

@@ -30,7 +30,7 @@ ${vips
     (v) => `  - vip: ${v}
     port: 80
     scheduler: mh
-    flags: [mh-port]
+    flags: [mh-fallback, mh-port]
     check: { type: tcp, interval: 500ms, timeout: 1s, rise: 2, fall: 2 }
     realservers: [{ address: 203.0.113.11 }, { address: 203.0.113.12 }, { address: 203.0.113.13, node: n3 }]`,
   )
@@ -61,17 +61,21 @@ describe('vipd end to end (VM with IPVS, BIRD, realservers)', () => {
   const servers = new Map<string, Daemon>();
   const rsNs = new Map<string, string>();
 
-  const route = async (): Promise<boolean> => (await bird.cli(`show route ${VIP}/32`)).includes(`${VIP}/32`);
+  const route = async (): Promise<boolean> => (await bird.cli(`show route`)).includes(`${VIP}/32`);
   const weights = async (): Promise<Record<string, number>> => {
-    const out = (await vm.run(`ipvsadm -Sn -t ${VIP}:80`)).stdout;
+    const out = (await vm.run('ipvsadm -Sn')).stdout;
     const w: Record<string, number> = {};
-    for (const m of out.matchAll(/-r (\S+):80 -g -w (\d+)/g)) w[m[1]!] = Number(m[2]);
+    for (const m of out.matchAll(new RegExp(`-a -t ${VIP}:80 -r (\\S+):80 -g -w (\\d+)`, 'g'))) w[m[1]!] = Number(m[2]);
     return w;
   };
-  const vipctl = async (args: string): Promise<unknown> => JSON.parse((await vm.run(`node ${REPO_ROOT}/bin/vipctl --socket /run/vipd/vipd.sock ${args} --json`)).stdout);
+  const vipctl = async (args: string): Promise<unknown> => JSON.parse((await vm.run(`node ${REPO_ROOT}/dist/vipctl.mjs --socket /run/vipd/vipd.sock ${args} --json`)).stdout);
+  let vipdPid = 0;
   const startVipd = async (): Promise<void> => {
-    await vm.run(`VIPD_GOBGP_PROTO_DIR=${PROTO}/api setsid node ${REPO_ROOT}/bin/vipd run --config ${cfgFile} >>/tmp/vipd.log 2>&1 </dev/null &`);
+    const r = await vm.run(`VIPD_GOBGP_PROTO_DIR=${PROTO}/api setsid node ${REPO_ROOT}/dist/vipd.mjs run --config ${cfgFile} >>/tmp/vipd.log 2>&1 </dev/null & echo $!`);
+    vipdPid = Number(r.stdout.trim());
   };
+  // By PID: `pkill -f` would also match the shell that runs it.
+  const signalVipd = (sig: string): Promise<unknown> => vm.run(`kill -${sig} ${vipdPid}`);
   const startServer = (ip: string): void => {
     servers.set(ip, lab.spawn(rsNs.get(ip)!, 'python3', ['-m', 'http.server', '--bind', ip, '80']));
   };
@@ -113,8 +117,9 @@ protocol bgp director { local 192.0.2.1 as 64512; neighbor 192.0.2.10 as 64513; 
   }, 240_000);
 
   afterAll(async () => {
+    if (bird) console.info(await bird.cli('show protocols all director').catch(String), await bird.cli('show route all').catch(String));
     if (vm) {
-      const log = await vm.exec('tail -n 40 /tmp/vipd.log');
+      const log = await vm.exec('grep -v debug /tmp/vipd.log | tail -n 60');
       if (log.stdout) console.info(log.stdout);
       await vm.shutdown();
     }
@@ -122,7 +127,7 @@ protocol bgp director { local 192.0.2.1 as 64512; neighbor 192.0.2.10 as 64513; 
   });
 
   it('programs IPVS and announces the VIP once the realservers are healthy', async () => {
-    await until('route in BIRD', route, 60_000);
+    await until('route in BIRD', route, 120_000);
     expect(await weights()).toEqual({ '203.0.113.11': 100, '203.0.113.12': 100, '203.0.113.13': 100 });
     const status = (await vipctl('status')) as { serving: boolean; peers: { state: string }[]; vips: { state: string; announced: boolean }[] };
     expect(status.serving).toBe(true);
@@ -145,7 +150,7 @@ protocol bgp director { local 192.0.2.1 as 64512; neighbor 192.0.2.10 as 64513; 
   it('drains a node at runtime and keeps the drain across a restart', async () => {
     await vipctl('drain n3');
     await until('node drained', async () => (await weights())['203.0.113.13'] === 0, 10_000);
-    await vm.run('pkill -9 -f "bin/vipd run"');
+    await signalVipd('KILL');
     await startVipd();
     await until('vipd back', async () => ((await vipctl('status')) as { serving: boolean }).serving, 60_000);
     expect((await weights())['203.0.113.13']).toBe(0);
@@ -156,7 +161,7 @@ protocol bgp director { local 192.0.2.1 as 64512; neighbor 192.0.2.10 as 64513; 
   it('refuses a bad config on SIGHUP and changes nothing', async () => {
     const before = await weights();
     writeFileSync(cfgFile, config().replace('203.0.113.11', '203.0.113.300'));
-    await vm.run('pkill -HUP -f "bin/vipd run"');
+    await signalVipd('HUP');
     const status = await until(
       'reload refused',
       async () => {
@@ -180,7 +185,10 @@ protocol bgp director { local 192.0.2.1 as 64512; neighbor 192.0.2.10 as 64513; 
     await until('route back', route, 20_000);
     startServer('203.0.113.12');
     startServer('203.0.113.13');
-    await until('all healthy', async () => Object.values(await weights()).every((x) => x === 100), 20_000);
+    await until('all healthy', async () => {
+      const w = Object.values(await weights());
+      return w.length === 3 && w.every((x) => x === 100);
+    }, 20_000);
   });
 
   it('restarts with the same config without touching IPVS or the route', async () => {
@@ -193,7 +201,8 @@ protocol bgp director { local 192.0.2.1 as 64512; neighbor 192.0.2.10 as 64513; 
         await new Promise((r) => setTimeout(r, 100));
       }
     })();
-    await vm.run('pkill -9 -f "bin/vipd run"; pkill -9 gobgpd; true');
+    await signalVipd('KILL');
+    await vm.run('killall -9 gobgpd; true');
     await startVipd();
     await until('vipd serving again', async () => ((await vipctl('status')) as { serving: boolean }).serving, 60_000);
     await new Promise((r) => setTimeout(r, 3000));
@@ -210,7 +219,7 @@ protocol bgp director { local 192.0.2.1 as 64512; neighbor 192.0.2.10 as 64513; 
     const dev = (await vm.run(`ip -o addr show to ${VIP}/32`)).stdout.split(/\s+/)[1];
     expect(dev).toBeTruthy();
     writeFileSync(cfgFile, config({ vips: ['198.51.100.11'] }));
-    await vm.run('pkill -HUP -f "bin/vipd run"');
+    await signalVipd('HUP');
     let routeGone = 0;
     let addrGone = 0;
     await until(

@@ -37,7 +37,7 @@ describe('layered loading', () => {
 
   it('takes the environment over the file, and the command line over both', () => {
     const f = file('b.yaml', yaml);
-    const env = { VIPD_NODE__NAME: 'from-env', VIPD_LOG__LEVEL: 'debug', VIPD_BGP__ROUTER_ID: '192.0.2.99', VIPD_BGP__LISTEN_PORT: '179', PATH: '/bin' };
+    const env = { VIPD_NODE__NAME: 'from-env', VIPD_LOG__LEVEL: 'debug', VIPD_BGP__ROUTER_ID: '192.0.2.99', VIPD_BGP__LISTEN_PORT: '179', VIPD_GOBGP_PROTO_DIR: '/x', VIPD_CACHE: '/y', PATH: '/bin' };
     const r = loadConfig({ file: f, env, set: ['node.name=from-argv'] });
     expect(r.ok).toBe(true);
     if (!r.ok) return;

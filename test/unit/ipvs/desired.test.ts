@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { serviceSchema, type ServiceConfig } from '../../../src/config/schema.js';
+import { desiredService, desiredTable, realserverKey, withService, type Effective } from '../../../src/ipvs/desired.js';
+
+const svc = (s: Record<string, unknown>): ServiceConfig => serviceSchema.parse(s);
+
+describe('desired table', () => {
+  const web = svc({
+    vip: '198.51.100.10',
+    port: 80,
+    scheduler: 'mh',
+    flags: ['mh-port', 'mh-fallback'],
+    realservers: [
+      { address: '203.0.113.12', weight: 50 },
+      { address: '203.0.113.2', forwarding: 'tunnel', upperThreshold: 100, lowerThreshold: 10 },
+      { address: '203.0.113.11' },
+    ],
+  });
+
+  it('builds a service with every attribute and destinations in canonical order', () => {
+    const s = desiredService(web);
+    expect(s.id).toBe('tcp 198.51.100.10:80');
+    expect(s.scheduler).toBe('mh');
+    expect(s.flags).toBe(3);
+    expect(s.onePacket).toBe(false);
+    expect(s.persistence).toBeUndefined();
+    expect([...s.dests.keys()]).toEqual(['203.0.113.2:80', '203.0.113.11:80', '203.0.113.12:80']);
+    expect(s.dests.get('203.0.113.2:80')).toEqual({ id: '203.0.113.2:80', address: '203.0.113.2', port: 80, fwd: 'tunnel', weight: 100, upper: 100, lower: 10 });
+    expect(s.dests.get('203.0.113.12:80')?.weight).toBe(50);
+  });
+
+  it('gives the same table whatever the config order', () => {
+    const shuffled = { ...web, realservers: [...web.realservers].reverse() };
+    expect([...desiredService(shuffled).dests.values()]).toEqual([...desiredService(web).dests.values()]);
+  });
+
+  it('converts persistence to seconds and masks per family', () => {
+    const v4 = desiredService(svc({ vip: '198.51.100.10', port: 443, persistence: { timeout: '5m', netmask: 24 } }));
+    expect(v4.persistence).toEqual({ timeout: 300, netmask: '255.255.255.0' });
+    const v4d = desiredService(svc({ vip: '198.51.100.10', port: 443, persistence: { timeout: 1500 } }));
+    expect(v4d.persistence).toEqual({ timeout: 2, netmask: '255.255.255.255' });
+    const v6 = desiredService(svc({ vip: '2001:DB8:100::0:1', port: 443, persistence: { timeout: '30s', netmask: 64 } }));
+    expect(v6.id).toBe('tcp [2001:db8:100::1]:443');
+    expect(v6.persistence).toEqual({ timeout: 30, netmask: '64' });
+  });
+
+  it('keys firewall-mark services by mark and family, with port-0 destinations', () => {
+    const s = desiredService(svc({ vip: '2001:db8:100::1', fwmark: 7, realservers: [{ address: '2001:db8:203::1' }] }));
+    expect(s.id).toBe('fwm 7 ipv6');
+    expect([...s.dests.keys()]).toEqual(['[2001:db8:203::1]:0']);
+  });
+
+  it('applies effective weights: numbers, down (TCP weight 0, UDP removed) and drain (removed)', () => {
+    const udp = svc({ vip: '198.51.100.10', port: 53, protocol: 'udp', realservers: [{ address: '203.0.113.1' }, { address: '203.0.113.2' }] });
+    const weights = new Map<string, Effective>([
+      [realserverKey(web, web.realservers[0]!), 'down'],
+      [realserverKey(web, web.realservers[1]!), 70000],
+      [realserverKey(web, web.realservers[2]!), 'drain'],
+      [realserverKey(udp, udp.realservers[0]!), 'down'],
+      [realserverKey(udp, udp.realservers[1]!), 12.6],
+    ]);
+    const t = desiredTable([web, udp], weights);
+    const w = t.get('tcp 198.51.100.10:80')!;
+    expect([...w.dests.values()].map((d) => [d.id, d.weight])).toEqual([
+      ['203.0.113.2:80', 65535],
+      ['203.0.113.12:80', 0],
+    ]);
+    const u = t.get('udp 198.51.100.10:53')!;
+    expect([...u.dests.values()].map((d) => [d.id, d.weight])).toEqual([['203.0.113.2:53', 13]]);
+  });
+
+  it('removes failing realservers of mh/sh services without fallback, keeps them (with their serving weight) with it', () => {
+    const mh = (flags: string[]) => svc({ vip: '198.51.100.10', port: 80, scheduler: 'mh', flags, realservers: [{ address: '203.0.113.1', weight: 30 }, { address: '203.0.113.2' }] });
+    const down = (s: ServiceConfig) => new Map<string, Effective>([[realserverKey(s, s.realservers[0]!), 'down']]);
+    const noFallback = mh(['mh-port']);
+    expect([...desiredService(noFallback, down(noFallback)).dests.keys()]).toEqual(['203.0.113.2:80']);
+    const fallback = mh(['mh-fallback']);
+    expect(desiredService(fallback, down(fallback)).dests.get('203.0.113.1:80')).toMatchObject({ weight: 0, nominal: 30 });
+    const sh = svc({ ...noFallback, scheduler: 'sh', flags: [] });
+    expect([...desiredService(sh, down(sh)).dests.keys()]).toEqual(['203.0.113.2:80']);
+    // Other schedulers: kept at weight 0, nothing to remember.
+    const wrr = svc({ ...noFallback, scheduler: 'wrr', flags: [] });
+    expect(desiredService(wrr, down(wrr)).dests.get('203.0.113.1:80')).toEqual({ id: '203.0.113.1:80', address: '203.0.113.1', port: 80, fwd: 'dr', weight: 0, upper: 0, lower: 0 });
+  });
+
+  it('replaces one service without touching the others', () => {
+    const other = svc({ vip: '198.51.100.11', port: 80, realservers: [{ address: '203.0.113.1' }] });
+    const t = desiredTable([web, other]);
+    const next = withService(t, desiredService({ ...web, scheduler: 'rr', flags: [] }));
+    expect(next.get('tcp 198.51.100.11:80')).toBe(t.get('tcp 198.51.100.11:80'));
+    expect(next.get('tcp 198.51.100.10:80')?.scheduler).toBe('rr');
+    expect(t.get('tcp 198.51.100.10:80')?.scheduler).toBe('mh');
+  });
+});
