@@ -6,7 +6,7 @@
  * closes it when vipd dies, however it dies) it deletes them in one `ip -batch`.
  *
  * It cannot help when its own process group or cgroup is killed together with vipd (systemd's
- * default KillMode=control-group on SIGKILL): see src/arp/OWNERSHIP.md.
+ * default KillMode=control-group on SIGKILL): see the README (ARP-mode VIPs).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { hostLength, type HostAddress } from './plan.js';

@@ -1,6 +1,6 @@
 /**
  * One owner per ARP-mode VIP among directors (pure: no I/O, time passed in). The mechanism and
- * its failure modes are described in OWNERSHIP.md beside this file.
+ * its failure modes are described in the README (ARP-mode VIPs: one owner among directors).
  *
  * Every director advertises, per VIP, its priority, whether it preempts, whether it could serve
  * the VIP (healthy, link up) and whether it holds it. Each decides for itself from what it heard:
