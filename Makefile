@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export VIPD_CACHE ?= /var/cache/vipd
 
-.PHONY: all deps build typecheck test test-unit demo bench clean
+.PHONY: all deps build typecheck test test-unit test-image image demo bench clean
 
 all: build
 
@@ -24,6 +24,12 @@ test: build typecheck
 
 test-unit: build
 	@npx --no-install vitest run test/unit
+
+image: build
+	@bash image/build.sh
+
+test-image: image
+	@VIPD_TEST_IMAGE=1 npx --no-install vitest run test/integration/image
 
 demo: build
 	@npx --no-install tsx scripts/demo.ts

@@ -276,6 +276,29 @@ const listen = z.string().refine((s) => {
 }, 'not ADDRESS:PORT (e.g. 127.0.0.1:9642 or [::1]:9642)');
 
 export const configShape = z.strictObject({
+  /** Host interfaces the appliance sets up at boot, before vipd starts (vipd itself never changes them). */
+  network: z
+    .strictObject({
+      interfaces: z
+        .array(
+          z.strictObject({
+            name: z.string().regex(/^[A-Za-z0-9._@-]{1,15}$/, 'not an interface name'),
+            addresses: z.array(prefix).default([]),
+            gateway: ipv4Address.optional(),
+            gateway6: ipv6Address.optional(),
+            mtu: z.number().int().min(576).max(9216).optional(),
+            vlan: z.strictObject({ parent: z.string().regex(/^[A-Za-z0-9._@-]{1,15}$/), id: z.number().int().min(1).max(4094) }).optional(),
+            bond: z
+              .strictObject({
+                members: z.array(z.string().regex(/^[A-Za-z0-9._@-]{1,15}$/)).min(1),
+                mode: z.enum(['active-backup', '802.3ad', 'balance-xor']).default('active-backup'),
+              })
+              .optional(),
+          }),
+        )
+        .default([]),
+    })
+    .prefault({}),
   node: z
     .strictObject({
       name: name.default(() => hostname().split('.')[0] || 'director'),

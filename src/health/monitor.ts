@@ -32,7 +32,10 @@ export interface AgentTargetSpec {
 
 export type TargetSpec = CheckTargetSpec | AgentTargetSpec;
 
-/** A check target's first verdict (`first`) or a change between up and down. */
+/**
+ * A check target's first result (`first`), a change between up and down, or, when the first
+ * result was `pending`, the result that ends that change without one (the first settled verdict).
+ */
 export interface TransitionEvent {
   id: string;
   up: boolean;
@@ -313,7 +316,7 @@ export class HealthMonitor extends EventEmitter<HealthEvents> {
     if (s instanceof CheckState) {
       const v = s.record(result);
       if (this.listenerCount('result')) this.emit('result', { id: e.id, up: s.up, result });
-      if (v.changed || v.first) {
+      if (v.changed || v.first || v.settled) {
         if (v.changed) this.log.info(s.up ? 'target up' : 'target down', { id: e.id, reason: s.reason });
         this.emit('transition', { id: e.id, up: s.up, first: v.first, reason: s.reason, pending: s.streak > 0, at: result.at });
       }

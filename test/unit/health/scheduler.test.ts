@@ -161,3 +161,41 @@ describe('lateness histogram', () => {
     expect([h.count, h.maxMs, h.percentile(99)]).toEqual([0, 0, 0]);
   });
 });
+
+describe('scheduler timeouts on a late event loop (real timers)', () => {
+  it('takes in a reply that is already waiting before timing the run out', async () => {
+    const s = new Scheduler(10);
+    const { port1, port2 } = new MessageChannel();
+    let outcome = '';
+    const finished = new Promise<void>((resolve) => {
+      const j: Job = {
+        timeoutMs: 50,
+        nextDelay: () => 60_000,
+        run: (signal) =>
+          new Promise<void>((done) => {
+            const finish = (how: string): void => {
+              outcome ||= how;
+              port1.close();
+              done();
+              resolve();
+            };
+            port1.once('message', () => finish('reply'));
+            signal.addEventListener('abort', () => finish('timeout'), { once: true });
+            // The reply arrives while something else blocks the loop past the timeout: when the
+            // loop turns again, both the reply and the expired timer are waiting.
+            setImmediate(() => {
+              port2.postMessage('pong');
+              const until = performance.now() + 120;
+              while (performance.now() < until) {
+                // blocked
+              }
+            });
+          }),
+      };
+      s.add(j, 0);
+    });
+    await finished;
+    s.stop();
+    expect(outcome).toBe('reply');
+  });
+});

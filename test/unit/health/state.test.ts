@@ -16,11 +16,11 @@ describe('check state machine', () => {
   it('starts down and unknown, and comes up on exactly the rise-th success in a row', () => {
     const s = new CheckState(opts({ rise: 3 }), 5);
     expect([s.up, s.known, s.since]).toEqual([false, false, 5]);
-    expect(s.record(ok())).toEqual({ changed: false, first: true });
+    expect(s.record(ok())).toMatchObject({ changed: false, first: true });
     expect(s.known).toBe(true);
-    expect(s.record(ok())).toEqual({ changed: false, first: false });
+    expect(s.record(ok())).toMatchObject({ changed: false, first: false });
     const third = ok();
-    expect(s.record(third)).toEqual({ changed: true, first: false });
+    expect(s.record(third)).toMatchObject({ changed: true, first: false });
     expect(s.up).toBe(true);
     expect(s.since).toBe(third.at);
   });
@@ -39,8 +39,23 @@ describe('check state machine', () => {
 
   it('reports the first result even when it changes nothing', () => {
     const s = new CheckState(opts(), 0);
-    expect(s.record(bad('connect ECONNREFUSED'))).toEqual({ changed: false, first: true });
+    expect(s.record(bad('connect ECONNREFUSED'))).toEqual({ changed: false, first: true, settled: false });
     expect(s.reason).toBe('connect ECONNREFUSED');
+    expect(s.record(bad())).toEqual({ changed: false, first: false, settled: false });
+  });
+
+  it('reports when a change the first result started ends without happening', () => {
+    const s = new CheckState(opts({ rise: 3 }), 0);
+    expect(s.record(ok())).toEqual({ changed: false, first: true, settled: false });
+    expect(s.record(ok())).toEqual({ changed: false, first: false, settled: false });
+    expect(s.record(bad())).toEqual({ changed: false, first: false, settled: true });
+    // Only once: later aborted rises are ordinary.
+    s.record(ok());
+    expect(s.record(bad())).toEqual({ changed: false, first: false, settled: false });
+    // A first result that completes the change at once (rise 1) leaves nothing pending.
+    const t = new CheckState(opts({ rise: 1 }), 0);
+    expect(t.record(ok())).toEqual({ changed: true, first: true, settled: false });
+    expect(t.record(bad())).toEqual({ changed: false, first: false, settled: false });
   });
 
   it('explains a change under way in its reason', () => {

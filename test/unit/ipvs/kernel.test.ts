@@ -14,7 +14,7 @@ describe('systemRunner.stream', () => {
   });
 
   it('kills a child that outlives its timeout', async () => {
-    const r = await systemRunner.stream('/bin/sh', ['-c', 'sleep 30'], ['x\n'], { timeoutMs: 200 });
+    const r = await systemRunner.stream('/bin/sh', ['-c', 'exec sleep 30'], ['x\n'], { timeoutMs: 200 });
     expect(r.signal).toBe('SIGKILL');
     expect(r.stderr).toMatch(/timeout after 200 ms/);
   });

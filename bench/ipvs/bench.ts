@@ -1,0 +1,104 @@
+/**
+ * IPVS benchmark, in one run of the lab VM (Debian's kernel under qemu TCG): a ruleset of
+ * 10,000 mh virtual services × 20 realservers (200,000 destinations), each phase in a network
+ * namespace of its own inside the guest (a fresh IPVS table) driven by bench/ipvs/guest.mjs.
+ *  - cold_ratio: vipd's cold sync (new IpvsManager, start, desired table from config, one
+ *    reconcile) ÷ a plain `ipvsadm -R` of the same rules. Goal ≤ 1.2.
+ *  - scale_ratio: one realserver weight change, from decision (new effective weight) to
+ *    applied, with 200,000 destinations ÷ the same with 20. Goal ≤ 1.5. Medians of 15 changes, measured once
+ *    the guest is idle again after the cold sync.
+ *  - change_ms: that change's time with 200,000 destinations; change_ops: its kernel
+ *    operations (goal 1).
+ *  - noop_ops: kernel operations of reconciles with nothing to change, both with the same
+ *    table object and with a table rebuilt from config (goal 0).
+ *  - rss_mb: resident memory of the node process holding config, desired and kernel tables
+ *    for 200,000 destinations, once settled after the cold sync and the changes (V8 gives the
+ *    cold sync's peak back after some seconds idle). Goal ≤ 150. Also shown: the figures
+ *    right after the changes and right after a table rebuilt from config was compared.
+ * Under emulation everything is many times slower than on hardware: only the ratios compare.
+ * Run: npx tsx bench/ipvs/bench.ts, or BENCH_ONLY=ipvs make bench (root; compiles dist/ first if src/ipvs
+ * is newer; 7-8 min, most of it the two 210,000-operation restores under emulation)
+ * Last line: BENCH ipvs cold_ratio=... scale_ratio=... change_ms=... change_ops=... noop_ops=... rss_mb=...
+ */
+import { join } from 'node:path';
+import { REPO_ROOT, Vm } from '../../test/lab/vm.js';
+import { buildDist } from '../../test/integration/ipvs/vm-scenario.js';
+
+/** IPVS_BENCH_SERVICES=500 for a quick trial run; the figures are for 10,000. */
+const SERVICES = Number(process.env.IPVS_BENCH_SERVICES ?? 10_000);
+const DESTS = 20;
+const GUEST = join(REPO_ROOT, 'bench/ipvs/guest.mjs');
+
+interface RawResult {
+  ops: number;
+  ms: number;
+  clearMs: number;
+}
+
+interface VipdResult {
+  coldMs: number;
+  startMs: number;
+  buildMs: number;
+  reconcileMs: number;
+  rssAfterRebuildMb: number;
+  rssBusyMb: number;
+  coldOps: number;
+  noopOps: number;
+  noopRebuiltMs: number;
+  changeMs: number;
+  changeOps: number;
+  changes: number[];
+  rssMb: number;
+  heapMb: number;
+}
+
+const say = (msg: string): void => void process.stderr.write(`bench ipvs: ${msg}\n`);
+
+/**
+ * Waits until the guest's CPUs are idle: tearing down a namespace with 200,000 destinations
+ * goes on in the kernel after its last process exits, and must not slow the next phase.
+ */
+async function settle(vm: Vm): Promise<void> {
+  const r = await vm.exec(
+    `for i in $(seq 60); do a=$(head -1 /proc/stat); sleep 2; b=$(head -1 /proc/stat); ` +
+      `echo "$a $b" | awk '{t1=0; for(i=2;i<=11;i++) t1+=$i; t2=0; for(i=13;i<=22;i++) t2+=$i; idle=($16+$17)-($5+$6); if (idle/(t2-t1) > 0.95) exit 0; exit 1}' && exit 0; done; exit 1`,
+    { timeoutMs: 200_000 },
+  );
+  if (r.code !== 0) say('guest never became idle; measuring anyway');
+}
+
+async function phase<T>(vm: Vm, mode: 'raw' | 'vipd', services: number, timeoutMs: number): Promise<T> {
+  // A namespace of its own: a fresh IPVS table, gone when the phase ends.
+  await settle(vm);
+  const r = await vm.exec(`unshare -n sh -c 'ip link set lo up && node ${GUEST} ${mode} ${services} ${DESTS}'`, { timeoutMs });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  if (r.code !== 0 || !line) throw new Error(`guest ${mode} ${services}: exit ${r.code}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`);
+  return JSON.parse(line.slice(7)) as T;
+}
+
+const started = performance.now();
+await buildDist();
+const vm = await Vm.boot(undefined, { memoryMb: 2048 });
+try {
+  say(`vm up in ${Math.round(vm.bootMs)} ms`);
+  const raw = await phase<RawResult>(vm, 'raw', SERVICES, 900_000);
+  say(`raw ipvsadm -R: ${raw.ops} operations in ${(raw.ms / 1000).toFixed(1)} s (cleared in ${(raw.clearMs / 1000).toFixed(1)} s)`);
+  const big = await phase<VipdResult>(vm, 'vipd', SERVICES, 900_000);
+  const s = (ms: number): string => (ms / 1000).toFixed(1);
+  say(`vipd: cold sync ${big.coldOps} operations in ${s(big.coldMs)} s (start ${s(big.startMs)}, desired table ${s(big.buildMs)}, reconcile ${s(big.reconcileMs)})`);
+  say(`vipd: no-op reconciles: ${big.noopOps} operations (a table rebuilt from config compared in ${Math.round(big.noopRebuiltMs)} ms)`);
+  say(`vipd: one weight change with ${SERVICES * DESTS} destinations: ${big.changes.join(' ')} ms (median ${Math.round(big.changeMs)}), ${big.changeOps} op`);
+  say(
+    `vipd: rss ${big.rssMb.toFixed(1)} MB settled (heap in use ${big.heapMb.toFixed(1)} MB), ${big.rssBusyMb.toFixed(1)} MB right after the changes, ` +
+      `${big.rssAfterRebuildMb.toFixed(1)} MB right after comparing a rebuilt table`,
+  );
+  const small = await phase<VipdResult>(vm, 'vipd', 1, 300_000);
+  say(`vipd: one weight change with ${DESTS} destinations: ${small.changes.join(' ')} ms (median ${Math.round(small.changeMs)})`);
+  const fmt = (n: number, d = 2): string => n.toFixed(d);
+  say(`total ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  process.stdout.write(
+    `BENCH ipvs cold_ratio=${fmt(big.coldMs / raw.ms)} scale_ratio=${fmt(big.changeMs / small.changeMs)} change_ms=${fmt(big.changeMs, 1)} change_ops=${big.changeOps} noop_ops=${big.noopOps} rss_mb=${fmt(big.rssMb, 1)}\n`,
+  );
+} finally {
+  await vm.shutdown();
+}

@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# Builds the vipd appliance image: the Alpine minirootfs, Debian's kernel with only the modules
+# in image/modules.txt, this machine's glibc node/gobgpd/ipvsadm/conntrack/ip/arping, vipd
+# compiled from this checkout with its production node_modules, and image/rootfs/ (init).
+# The whole root is one initramfs that runs from RAM.
+#
+# Outputs, in $VIPD_IMAGE_OUT (default $VIPD_CACHE/image, outside the repository):
+#   vipd.iso             hybrid ISO: BIOS (isolinux) and UEFI (GRUB) from CD or dd'd to USB
+#   vipd.img             raw disk image: one FAT partition labelled VIPDCFG that holds the boot
+#                        files and is the config volume (copy vipd.yaml onto it); BIOS and UEFI
+#   vmlinuz, initramfs   for PXE, with the kernel command line in cmdline.txt
+#   SHA256SUMS, manifest.txt (input versions and sizes)
+#
+# Options (environment): VIPD_ALPINE_TARBALL (checked against SHA256SUMS beside it),
+# VIPD_CACHE, VIPD_IMAGE_OUT, SOURCE_DATE_EPOCH (default: the last commit's time).
+# Reproducible: the same inputs give byte-identical outputs. Idempotent: when no input changed
+# since the last build, nothing is rebuilt. Progress goes to stderr as "==> ..."; the output
+# directory is printed on stdout.
+set -euo pipefail
+export LC_ALL=C TZ=UTC
+umask 022
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+CACHE=${VIPD_CACHE:-/var/cache/vipd}
+OUT=${VIPD_IMAGE_OUT:-$CACHE/image}
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'image/build.sh: error: %s\n' "$*" >&2; exit 1; }
+started=$(date +%s.%N)
+elapsed() { awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN{printf "%.0f", e-s}'; }
+
+# The kernel command line of every boot medium. Both consoles: the screen and the first
+# serial port (the last one named is /dev/console; init writes to both). panic=10: a kernel
+# panic reboots the director instead of leaving it hung.
+CMDLINE='console=tty0 console=ttyS0,115200n8 quiet panic=10'
+
+# --- Inputs -----------------------------------------------------------------------------------
+for t in xorriso mkfs.vfat mcopy syslinux grub-mkimage zstd cpio depmod modinfo strip npm; do
+  command -v "$t" >/dev/null || die "$t not installed (apt: xorriso isolinux syslinux syslinux-common grub-efi-amd64-bin mtools dosfstools zstd cpio kmod binutils)"
+done
+isolinux_bin=/usr/lib/ISOLINUX/isolinux.bin
+isohybrid_mbr=/usr/lib/ISOLINUX/isohdpfx.bin
+syslinux_mods=/usr/lib/syslinux/modules/bios
+syslinux_mbr=/usr/lib/syslinux/mbr/mbr.bin
+grub_efi=/usr/lib/grub/x86_64-efi
+for f in "$isolinux_bin" "$isohybrid_mbr" "$syslinux_mods/ldlinux.c32" "$syslinux_mbr" "$grub_efi/linux.mod"; do
+  [ -e "$f" ] || die "missing $f (apt: isolinux syslinux-common grub-efi-amd64-bin)"
+done
+
+kroot=$(readlink -f "$CACHE/kernel/current" 2>/dev/null) || true
+kernel=$(ls "$kroot"/boot/vmlinuz-* 2>/dev/null | head -n1) || true
+[ -n "$kernel" ] || die "no kernel under $CACHE/kernel/current/boot: run scripts/deps.sh"
+kver=${kernel##*/vmlinuz-}
+moddir=$kroot/lib/modules/$kver
+[ -d "$moddir/kernel" ] || die "no modules at $moddir"
+protos=$CACHE/gobgp-proto/api
+[ -f "$protos/gobgp.proto" ] || die "no gobgp protos in $protos: run scripts/deps.sh"
+
+alpine=${VIPD_ALPINE_TARBALL:-$repo/../shared/alpine/alpine-minirootfs-3.20.3-x86_64.tar.gz}
+[ -f "$alpine" ] || die "Alpine minirootfs not found: $alpine (set VIPD_ALPINE_TARBALL)"
+sums=$(dirname "$alpine")/SHA256SUMS
+[ -f "$sums" ] || die "no SHA256SUMS beside $alpine"
+want=$(awk -v f="$(basename "$alpine")" '$2 == f || $2 == "*"f {print $1}' "$sums")
+[ -n "$want" ] || die "$sums has no entry for $(basename "$alpine")"
+have=$(sha256sum "$alpine" | cut -d' ' -f1)
+[ "$want" = "$have" ] || die "CHECKSUM MISMATCH for $alpine: expected $want, got $have"
+
+# Programs from this machine (Debian packages): what vipd runs at runtime.
+bins=()
+for b in node gobgpd ipvsadm conntrack ip arping; do
+  p=$(command -v "$b" 2>/dev/null) || die "$b not installed: run scripts/deps.sh"
+  bins+=("$(readlink -f "$p")")
+done
+"${bins[5]}" -V 2>&1 | grep -q iputils || die "arping is not iputils' (apt: iputils-arping)"
+libs=$(for b in "${bins[@]}"; do ldd "$b"; done | awk '
+  $2 == "=>" && $3 ~ /^\// {print $1, $3}
+  $1 ~ /^\/.*ld-linux/      {n=$1; sub(/.*\//, "", n); print n, $1}' | sort -u)
+
+# What the image is made of, from the repository: vipd's sources and the image's own files.
+srcs=$(cd "$repo" && git ls-files -co --exclude-standard -- src package.json package-lock.json tsconfig.json image | sort)
+version=$(node -p 'require(process.argv[1]).version' "$repo/package.json")
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct)}
+pkgs=(nodejs gobgpd ipvsadm conntrack iproute2 iputils-arping libc6 isolinux syslinux syslinux-common grub-efi-amd64-bin xorriso mtools dosfstools zstd)
+pkgversions=$(dpkg-query -W -f='${Package} ${Version}\n' "${pkgs[@]}" 2>/dev/null | sort)
+
+# Host binaries are identified by path, size and mtime (their package versions are in the
+# manifest); everything else by content.
+inputs=$(
+  {
+    echo "epoch $SOURCE_DATE_EPOCH cmdline $CMDLINE"
+    echo "alpine $have"
+    echo "kernel $kver $(stat -c '%s %Y' "$kernel")"
+    for b in "${bins[@]}"; do stat -L -c 'bin %n %s %Y' "$b"; done
+    while read -r _ p; do stat -L -c 'lib %n %s %Y' "$p"; done <<<"$libs"
+    echo "$pkgversions"
+    (cd "$protos" && sha256sum ./*.proto)
+    (cd "$repo" && tr '\n' '\0' <<<"$srcs" | xargs -0 sha256sum)
+  } | sha256sum | cut -c1-16
+)
+buildid="$version-$inputs"
+
+mkdir -p "$OUT"
+exec 9>"$OUT/.lock"
+flock -w 1200 9 || die "timed out waiting for $OUT/.lock (another build running?)"
+if [ "$(cat "$OUT/.inputs" 2>/dev/null)" = "$inputs" ] && [ -f "$OUT/vipd.iso" ] && [ -f "$OUT/vipd.img" ]; then
+  say "image: up to date ($OUT, build $buildid)"
+  echo "$OUT"
+  exit 0
+fi
+rm -f "$OUT/.inputs"
+say "image: building vipd $version (build $buildid, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
+
+rm -rf "$OUT"/.work.*
+work=$(mktemp -d "$OUT/.work.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+mkdir -p "$root"
+
+# --- Alpine userland --------------------------------------------------------------------------
+say "alpine: unpacking $(basename "$alpine") (sha256 ok)"
+tar -xzf "$alpine" -C "$root"
+# No package manager on an appliance (and nothing it could reach): apk and the TLS libraries
+# only apk and busybox's ssl_client use.
+rm -rf "$root"/sbin/apk "$root"/lib/apk "$root"/etc/apk "$root"/usr/share/apk "$root"/var/cache/apk \
+  "$root"/lib/libapk.so* "$root"/lib/libcrypto.so* "$root"/lib/libssl.so* "$root"/usr/lib/libcrypto.so* \
+  "$root"/usr/lib/libssl.so* "$root"/usr/lib/ossl-modules "$root"/usr/lib/engines-3 "$root"/usr/bin/ssl_client
+# The kernel opens /dev/console for init before init can mount devtmpfs.
+mknod -m 600 "$root/dev/console" c 5 1
+mknod -m 666 "$root/dev/null" c 1 3
+
+# --- Kernel modules ---------------------------------------------------------------------------
+say "modules: resolving image/modules.txt for $kver"
+declare -A modpath=()
+while IFS= read -r f; do
+  n=${f##*/}; n=${n%%.ko*}; modpath[${n//-/_}]=$f
+done < <(find "$moddir/kernel" -name '*.ko*')
+queue=()
+while read -r entry; do
+  case $entry in
+    '' | '#'*) continue ;;
+    */*)
+      found=0
+      for f in "$moddir"/kernel/$entry; do
+        [ -e "$f" ] || continue
+        n=${f##*/}; queue+=("${n%%.ko*}"); found=1
+      done
+      [ $found = 1 ] || die "modules.txt: nothing matches $entry"
+      ;;
+    *) queue+=("$entry") ;;
+  esac
+done < <(sed 's/#.*//; s/[[:space:]]*$//' "$here/modules.txt")
+declare -A picked=()
+while [ ${#queue[@]} -gt 0 ]; do
+  m=${queue[0]//-/_}; queue=("${queue[@]:1}")
+  [ -n "${picked[$m]:-}" ] && continue
+  if [ -z "${modpath[$m]:-}" ]; then
+    grep -qE "/${m//_/[-_]}\.ko" "$moddir/modules.builtin" && continue # built into the kernel
+    die "module $m not found in $moddir"
+  fi
+  picked[$m]=1
+  deps=$(modinfo -F depends "${modpath[$m]}")
+  [ -n "$deps" ] && IFS=, read -ra more <<<"$deps" && queue+=("${more[@]}")
+done
+for m in "${!picked[@]}"; do
+  rel=${modpath[$m]#"$moddir"/}
+  install -D -m 0644 "${modpath[$m]}" "$root/lib/modules/$kver/$rel"
+done
+cp "$moddir"/modules.builtin "$moddir"/modules.builtin.modinfo "$moddir"/modules.order "$root/lib/modules/$kver/"
+depmod -b "$root" "$kver" || die "depmod failed"
+say "modules: ${#picked[@]} of ${#modpath[@]}"
+
+# --- glibc programs ---------------------------------------------------------------------------
+# Kept apart from Alpine's musl in /usr/glibc; glibc's loader sits where their PT_INTERP points
+# (/lib64) and /lib/x86_64-linux-gnu is its default search path, so they run natively (node's
+# process.execPath stays node, and child processes work). Links in /usr/local/bin come first
+# in PATH, before busybox's own ip and arping.
+say "glibc: ${bins[*]##*/} and $(wc -l <<<"$libs") libraries"
+mkdir -p "$root/usr/glibc/bin" "$root/usr/glibc/lib" "$root/usr/local/bin" "$root/lib64"
+for b in "${bins[@]}"; do
+  n=${b##*/}
+  strip -s -o "$root/usr/glibc/bin/$n" "$b" # Debian's node carries ~12 MB of symbols
+  ln -s "/usr/glibc/bin/$n" "$root/usr/local/bin/$n"
+done
+while read -r soname p; do
+  install -m 0755 "$p" "$root/usr/glibc/lib/$soname"
+done <<<"$libs"
+ln -s /usr/glibc/lib/ld-linux-x86-64.so.2 "$root/lib64/ld-linux-x86-64.so.2"
+ln -s /usr/glibc/lib "$root/lib/x86_64-linux-gnu"
+
+# --- vipd ---------------------------------------------------------------------------------------
+say "vipd: compiling src/ (tsc)"
+app=$root/usr/lib/vipd
+mkdir -p "$app"
+(cd "$repo" && npx --no-install tsc -p tsconfig.json --outDir "$app/dist" --sourceMap false) >&2 || die "tsc failed"
+install -m 0644 "$repo/package.json" "$app/package.json"
+
+# Production dependencies, installed once per lockfile. --ignore-scripts: nothing runs at
+# install time, so the tree is a pure function of the lockfile.
+lockhash=$(sha256sum "$repo/package-lock.json" | cut -c1-16)
+npmdir=$CACHE/image-npm/$lockhash
+if [ ! -d "$npmdir/node_modules" ]; then
+  say "npm: installing production dependencies (lockfile $lockhash)"
+  rm -rf "$npmdir.tmp"; mkdir -p "$npmdir.tmp"
+  cp "$repo/package.json" "$repo/package-lock.json" "$npmdir.tmp/"
+  (cd "$npmdir.tmp" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error) >/dev/null || die "npm ci failed"
+  # Documentation, type declarations and source maps are never loaded at runtime.
+  find "$npmdir.tmp/node_modules" -type f \( -name '*.md' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -delete
+  rm -rf "$npmdir"; mv "$npmdir.tmp" "$npmdir"
+  find "$CACHE/image-npm" -mindepth 1 -maxdepth 1 -type d ! -name "$lockhash" -mtime +30 -exec rm -rf {} + 2>/dev/null || true
+else
+  say "npm: production dependencies cached (lockfile $lockhash)"
+fi
+cp -a "$npmdir/node_modules" "$app/node_modules"
+
+# vipd reads gobgpd's API definition from ${VIPD_CACHE:-/var/cache/vipd}/gobgp-proto/api by
+# default; the link makes that default work without setting any VIPD_* variable (vipd treats
+# those as settings).
+mkdir -p "$root/usr/share/vipd/gobgp-proto/api" "$root/var/cache/vipd"
+install -m 0644 "$protos"/*.proto "$root/usr/share/vipd/gobgp-proto/api/"
+ln -s /usr/share/vipd/gobgp-proto "$root/var/cache/vipd/gobgp-proto"
+
+# --- Our files --------------------------------------------------------------------------------
+say "rootfs: image/rootfs overlay"
+while IFS= read -r -d '' f; do
+  # Scripts (a #! line) are executable; the rest is data. Git's file modes do not matter.
+  mode=0644
+  [ "$(head -c2 "$f")" = '#!' ] && mode=0755
+  install -D -m "$mode" "$f" "$root/${f#"$here/rootfs/"}"
+done < <(find "$here/rootfs" -type f -print0)
+ln -sf /sbin/init "$root/init"
+cat >"$root/etc/vipd-image.release" <<EOF
+VERSION=$version
+BUILD=$buildid
+KERNEL=$kver
+EOF
+
+# --- initramfs ----------------------------------------------------------------------------------
+# Fixed owners and mtimes and a sorted file list make the archive depend on content only.
+# zstd rather than xz: 15% bigger, but the kernel unpacks it 3x faster (10 s less per boot
+# under emulation; about a second on hardware).
+say "initramfs: packing $(du -sh "$root" | cut -f1) (zstd -19)"
+find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+mkdir -p "$work/iso/boot/grub" "$work/iso/isolinux"
+(cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc -R 0:0 --reproducible --quiet) |
+  zstd -19 -T2 -q -c >"$work/iso/boot/initramfs"
+install -m 0644 "$kernel" "$work/iso/boot/vmlinuz"
+say "initramfs: $(du -m "$work/iso/boot/initramfs" | cut -f1) MB, kernel $(du -m "$kernel" | cut -f1) MB ($(elapsed) s so far)"
+
+# --- Boot loaders ---------------------------------------------------------------------------------
+subst() { sed -e "s|@VERSION@|$version|g" -e "s|@BUILD@|$buildid|g" -e "s|@CMDLINE@|$CMDLINE|g" "$1"; }
+# GRUB for UEFI finds its medium (CD, USB, raw disk) by a file only this build has.
+marker=boot/vipd-$buildid
+touch "$work/iso/$marker"
+printf 'search --no-floppy --set=root --file /%s\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n' "$marker" >"$work/early.cfg"
+grub-mkimage -O x86_64-efi -d "$grub_efi" -c "$work/early.cfg" -p /boot/grub -o "$work/BOOTX64.EFI" \
+  normal configfile search search_fs_file linux iso9660 fat part_gpt part_msdos serial terminal echo test all_video efi_gop gzio
+subst "$here/boot/grub.cfg" >"$work/iso/boot/grub/grub.cfg"
+subst "$here/boot/syslinux.cfg" >"$work/iso/isolinux/isolinux.cfg"
+install -m 0644 "$isolinux_bin" "$syslinux_mods/ldlinux.c32" "$work/iso/isolinux/"
+
+# The EFI system partition image El Torito points UEFI firmware at.
+efikb=$(( $(stat -c %s "$work/BOOTX64.EFI") / 1024 + 256 ))
+mkfs.vfat -C --invariant -i 56495044 -n VIPDEFI "$work/iso/boot/efiboot.img" "$efikb" >/dev/null
+mmd -i "$work/iso/boot/efiboot.img" ::/EFI ::/EFI/BOOT
+touch -d "@$SOURCE_DATE_EPOCH" "$work/BOOTX64.EFI"
+mcopy -m -i "$work/iso/boot/efiboot.img" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+find "$work/iso" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+
+# --- Hybrid ISO -----------------------------------------------------------------------------------
+say "iso: xorriso (isolinux for BIOS, GRUB for UEFI, hybrid MBR+GPT for USB)"
+volid="VIPD_${version//./_}"
+xorriso -as mkisofs -o "$work/vipd.iso" -iso-level 3 -full-iso9660-filenames -rational-rock \
+  -volid "${volid:0:32}" -appid "vipd $version" \
+  -isohybrid-mbr "$isohybrid_mbr" \
+  -eltorito-boot isolinux/isolinux.bin -eltorito-catalog isolinux/boot.cat \
+  -no-emul-boot -boot-load-size 4 -boot-info-table \
+  -eltorito-alt-boot -e boot/efiboot.img -no-emul-boot -isohybrid-gpt-basdat \
+  "$work/iso" 2>"$work/xorriso.log" || { cat "$work/xorriso.log" >&2; die "xorriso failed"; }
+[ -s "$work/vipd.iso" ] || die "xorriso made no ISO"
+
+# --- Raw disk image -------------------------------------------------------------------------------
+# MBR with one bootable FAT32 partition (1 MiB aligned) labelled VIPDCFG: syslinux boots it on
+# BIOS, GRUB (EFI/BOOT/BOOTX64.EFI) on UEFI, and init takes it as the config volume, so the
+# stick that boots the director also carries vipd.yaml and its persistent state.
+say "raw image: FAT32 partition VIPDCFG with syslinux and GRUB"
+img=$work/vipd.img
+# Room beyond the boot files for vipd.yaml and the state directory (journal, overrides).
+part_sectors=$(( ($(du -sm "$work/iso/boot" | cut -f1) + 64) * 2048 ))
+truncate -s $(( (2048 + part_sectors) * 512 )) "$img"
+mkfs.vfat -F 32 --offset 2048 --invariant -i 56495044 -n VIPDCFG "$img" $((part_sectors / 2)) >/dev/null
+fat="$img@@$((2048 * 512))"
+mmd -i "$fat" ::/boot ::/boot/grub ::/EFI ::/EFI/BOOT ::/syslinux
+mcopy -m -i "$fat" "$work/iso/boot/vmlinuz" "$work/iso/boot/initramfs" "$work/iso/$marker" ::/boot/
+mcopy -m -i "$fat" "$work/iso/boot/grub/grub.cfg" ::/boot/grub/
+mcopy -m -i "$fat" "$work/BOOTX64.EFI" ::/EFI/BOOT/
+mcopy -m -i "$fat" "$work/iso/isolinux/isolinux.cfg" ::/syslinux/syslinux.cfg
+install -m 0644 "$here/vipd.yaml.example" "$work/vipd.yaml.example"
+touch -d "@$SOURCE_DATE_EPOCH" "$work/vipd.yaml.example"
+mcopy -m -i "$fat" "$work/vipd.yaml.example" ::/
+syslinux --install --offset $((2048 * 512)) --directory /syslinux "$img"
+# Boot code, a fixed disk signature, and partition 1: active, type 0x0c (FAT32, LBA), from
+# sector 2048. CHS fields say "use LBA" (fe ff ff).
+dd if="$syslinux_mbr" of="$img" conv=notrunc bs=440 count=1 status=none
+le32() { printf "\\x$(printf %02x $(($1 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 24 & 255)))"; }
+{
+  le32 0x56495044; printf '\x00\x00'
+  printf '\x80\xfe\xff\xff\x0c\xfe\xff\xff'; le32 2048; le32 "$part_sectors"
+  head -c 48 /dev/zero
+  printf '\x55\xaa'
+} | dd of="$img" conv=notrunc bs=1 seek=440 status=none
+
+# --- Outputs --------------------------------------------------------------------------------------
+mkdir -p "$work/out"
+mv "$work/vipd.iso" "$work/vipd.img" "$work/out/"
+cp "$work/iso/boot/vmlinuz" "$work/iso/boot/initramfs" "$work/out/"
+echo "$CMDLINE" >"$work/out/cmdline.txt"
+iso_mb=$(awk -v b="$(stat -c %s "$work/out/vipd.iso")" 'BEGIN{printf "%.1f", b/1048576}')
+{
+  echo "vipd $version build $buildid"
+  echo "kernel $kver; modules: ${#picked[@]}"
+  echo "alpine $(basename "$alpine") sha256 $have"
+  echo "SOURCE_DATE_EPOCH $SOURCE_DATE_EPOCH"
+  echo "$pkgversions"
+  echo "sizes (bytes):"
+  (cd "$work/out" && stat -c '  %n %s' vipd.iso vipd.img vmlinuz initramfs)
+  echo "root filesystem unpacked: $(du -sm "$root" | cut -f1) MB"
+} >"$work/out/manifest.txt"
+(cd "$work/out" && sha256sum vipd.iso vipd.img vmlinuz initramfs cmdline.txt manifest.txt >SHA256SUMS)
+for f in vipd.iso vipd.img vmlinuz initramfs cmdline.txt manifest.txt SHA256SUMS; do mv -f "$work/out/$f" "$OUT/$f"; done
+echo "$inputs" >"$OUT/.inputs"
+say "image: vipd.iso $iso_mb MB, root in RAM $(du -sm "$root" | cut -f1) MB, built in $(elapsed) s"
+say "image: $OUT/vipd.iso $OUT/vipd.img"
+echo "$OUT"
