@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the vipd appliance image: the Alpine minirootfs, Debian's kernel with only the modules
 # in image/modules.txt, this machine's glibc node/gobgpd/ipvsadm/conntrack/ip/arping, vipd
-# compiled from this checkout with its production node_modules, and image/rootfs/ (init).
+# bundled from this checkout (dependencies included), and image/rootfs/ (init).
 # The whole root is one initramfs that runs from RAM.
 #
 # Outputs, in $VIPD_IMAGE_OUT (default $VIPD_CACHE/image, outside the repository):
@@ -34,7 +34,7 @@ elapsed() { awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN{printf "%.0f", e-s}
 CMDLINE='console=tty0 console=ttyS0,115200n8 quiet panic=10'
 
 # --- Inputs -----------------------------------------------------------------------------------
-for t in xorriso mkfs.vfat mcopy syslinux grub-mkimage zstd cpio depmod modinfo strip npm; do
+for t in xorriso mkfs.vfat mcopy syslinux grub-mkimage zstd cpio depmod modinfo strip; do
   command -v "$t" >/dev/null || die "$t not installed (apt: xorriso isolinux syslinux syslinux-common grub-efi-amd64-bin mtools dosfstools zstd cpio kmod binutils)"
 done
 isolinux_bin=/usr/lib/ISOLINUX/isolinux.bin
@@ -52,6 +52,8 @@ kernel=$(ls "$kroot"/boot/vmlinuz-* 2>/dev/null | head -n1) || true
 kver=${kernel##*/vmlinuz-}
 moddir=$kroot/lib/modules/$kver
 [ -d "$moddir/kernel" ] || die "no modules at $moddir"
+esbuild=$repo/node_modules/.bin/esbuild
+[ -x "$esbuild" ] || die "no $esbuild: run scripts/deps.sh (npm ci)"
 protos=$CACHE/gobgp-proto/api
 [ -f "$protos/gobgp.proto" ] || die "no gobgp protos in $protos: run scripts/deps.sh"
 
@@ -79,21 +81,22 @@ libs=$(for b in "${bins[@]}"; do ldd "$b"; done | awk '
 srcs=$(cd "$repo" && git ls-files -co --exclude-standard -- src package.json package-lock.json tsconfig.json image | sort)
 version=$(node -p 'require(process.argv[1]).version' "$repo/package.json")
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct)}
-pkgs=(nodejs gobgpd ipvsadm conntrack iproute2 iputils-arping libc6 isolinux syslinux syslinux-common grub-efi-amd64-bin xorriso mtools dosfstools zstd)
+pkgs=(nodejs gobgpd ipvsadm conntrack iproute2 iputils-arping libc6 isolinux syslinux syslinux-common grub-efi-amd64-bin xorriso mtools dosfstools zstd binutils cpio kmod)
 pkgversions=$(dpkg-query -W -f='${Package} ${Version}\n' "${pkgs[@]}" 2>/dev/null | sort)
 
-# Host binaries are identified by path, size and mtime (their package versions are in the
-# manifest); everything else by content.
+# Everything by content (hashing the host's 130 MB of programs takes a second), so that the
+# same inputs give the same build id, and so the same image, on any machine.
 inputs=$(
   {
     echo "epoch $SOURCE_DATE_EPOCH cmdline $CMDLINE"
     echo "alpine $have"
-    echo "kernel $kver $(stat -c '%s %Y' "$kernel")"
-    for b in "${bins[@]}"; do stat -L -c 'bin %n %s %Y' "$b"; done
-    while read -r _ p; do stat -L -c 'lib %n %s %Y' "$p"; done <<<"$libs"
+    echo "kernel $kver $(sha256sum <"$kernel")"
+    sha256sum "${bins[@]}"
+    while read -r _ p; do sha256sum "$p"; done <<<"$libs"
     echo "$pkgversions"
     (cd "$protos" && sha256sum ./*.proto)
-    (cd "$repo" && tr '\n' '\0' <<<"$srcs" | xargs -0 sha256sum)
+    # (A file deleted from the checkout but still in git's index is simply not there.)
+    (cd "$repo" && tr '\n' '\0' <<<"$srcs" | xargs -0 sha256sum 2>/dev/null || true)
   } | sha256sum | cut -c1-16
 )
 buildid="$version-$inputs"
@@ -187,36 +190,21 @@ ln -s /usr/glibc/lib/ld-linux-x86-64.so.2 "$root/lib64/ld-linux-x86-64.so.2"
 ln -s /usr/glibc/lib "$root/lib/x86_64-linux-gnu"
 
 # --- vipd ---------------------------------------------------------------------------------------
-say "vipd: compiling src/ (tsc)"
+# One file each for vipd and vipctl, with their dependencies inside (the flags of
+# scripts/bundle.sh): node then reads two files at start instead of hundreds, which is seconds
+# of boot on a slow machine or under emulation, and no node_modules tree is needed. They read
+# ../package.json (the version), so the layout is /usr/lib/vipd/{dist,package.json}.
+say "vipd: bundling src/cli/vipd.ts and src/cli/vipctl.ts (esbuild)"
 app=$root/usr/lib/vipd
 mkdir -p "$app"
-(cd "$repo" && npx --no-install tsc -p tsconfig.json --outDir "$app/dist" --sourceMap false) >&2 || die "tsc failed"
+(cd "$repo" && "$esbuild" src/cli/vipd.ts src/cli/vipctl.ts --bundle --platform=node --target=node20 --format=esm \
+  --outdir="$app/dist" --out-extension:.js=.mjs --log-level=warning \
+  --banner:js="import { createRequire as __vipdRequire } from 'node:module'; const require = __vipdRequire(import.meta.url);") ||
+  die "esbuild failed"
 install -m 0644 "$repo/package.json" "$app/package.json"
 
-# Production dependencies, installed once per lockfile. --ignore-scripts: nothing runs at
-# install time, so the tree is a pure function of the lockfile.
-lockhash=$(sha256sum "$repo/package-lock.json" | cut -c1-16)
-npmdir=$CACHE/image-npm/$lockhash
-if [ ! -d "$npmdir/node_modules" ]; then
-  say "npm: installing production dependencies (lockfile $lockhash)"
-  rm -rf "$npmdir.tmp"; mkdir -p "$npmdir.tmp"
-  cp "$repo/package.json" "$repo/package-lock.json" "$npmdir.tmp/"
-  (cd "$npmdir.tmp" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error) >/dev/null || die "npm ci failed"
-  # Documentation, type declarations and source maps are never loaded at runtime.
-  find "$npmdir.tmp/node_modules" -type f \( -name '*.md' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -delete
-  rm -rf "$npmdir"; mv "$npmdir.tmp" "$npmdir"
-  find "$CACHE/image-npm" -mindepth 1 -maxdepth 1 -type d ! -name "$lockhash" -mtime +30 -exec rm -rf {} + 2>/dev/null || true
-else
-  say "npm: production dependencies cached (lockfile $lockhash)"
-fi
-cp -a "$npmdir/node_modules" "$app/node_modules"
-
-# vipd reads gobgpd's API definition from ${VIPD_CACHE:-/var/cache/vipd}/gobgp-proto/api by
-# default; the link makes that default work without setting any VIPD_* variable (vipd treats
-# those as settings).
-mkdir -p "$root/usr/share/vipd/gobgp-proto/api" "$root/var/cache/vipd"
-install -m 0644 "$protos"/*.proto "$root/usr/share/vipd/gobgp-proto/api/"
-ln -s /usr/share/vipd/gobgp-proto "$root/var/cache/vipd/gobgp-proto"
+# gobgpd's API definition, which vipd loads at run time (supervise points VIPD_GOBGP_PROTO_DIR here).
+install -D -m 0644 -t "$root/usr/share/vipd/gobgp-proto/api" "$protos"/*.proto
 
 # --- Our files --------------------------------------------------------------------------------
 say "rootfs: image/rootfs overlay"
@@ -226,6 +214,9 @@ while IFS= read -r -d '' f; do
   [ "$(head -c2 "$f")" = '#!' ] && mode=0755
   install -D -m "$mode" "$f" "$root/${f#"$here/rootfs/"}"
 done < <(find "$here/rootfs" -type f -print0)
+# netconf.mjs takes its YAML parser (vipd's own, from the lockfile) along in the same way.
+"$esbuild" "$here/rootfs/usr/lib/vipd-image/netconf.mjs" --bundle --platform=node --target=node20 --format=esm \
+  --outfile="$root/usr/lib/vipd-image/netconf.mjs" --allow-overwrite --log-level=warning || die "esbuild failed (netconf.mjs)"
 ln -sf /sbin/init "$root/init"
 cat >"$root/etc/vipd-image.release" <<EOF
 VERSION=$version

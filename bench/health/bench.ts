@@ -8,6 +8,8 @@
  *  - rss_mb: peak resident memory of the checker process during the 60 s
  *  - lateness_p99_ms: 99th percentile of how late checks started against their schedule
  *  - max_rate: highest rate (checks/s) sustained with lateness p99 ≤ 100 ms and no failures
+ *  - runq_wait_pct: time the checker was ready to run but waited for a CPU (other load on the
+ *    machine; when it is high the other figures measure the machine, not the checker)
  * Run: npx tsx bench/health/bench.ts (root; builds dist/ first if it is older than src/health)
  * Last line: BENCH health checks_per_s=... cpu_pct=... rss_mb=... lateness_p99_ms=... max_rate=...
  */
@@ -34,6 +36,7 @@ interface RunResult {
   checksPerS: number;
   failed: number;
   cpuPct: number;
+  runqWaitPct: number;
   rssMb: number;
   latenessP50Ms: number;
   latenessP99Ms: number;
@@ -87,7 +90,7 @@ class Checker {
 }
 
 const fmt = (r: RunResult): string =>
-  `${Math.round(r.checksPerS)} checks/s, ${r.failed} failed, cpu ${r.cpuPct.toFixed(1)}%, rss ${r.rssMb.toFixed(0)} MB, ` +
+  `${Math.round(r.checksPerS)} checks/s, ${r.failed} failed, cpu ${r.cpuPct.toFixed(1)}% (runqueue wait ${r.runqWaitPct.toFixed(1)}%), rss ${r.rssMb.toFixed(0)} MB, ` +
   `lateness p50 ${r.latenessP50Ms} ms p99 ${r.latenessP99Ms} ms max ${r.latenessMaxMs.toFixed(0)} ms`;
 
 async function main(): Promise<void> {
@@ -119,7 +122,7 @@ async function main(): Promise<void> {
     }
     console.log(
       `BENCH health checks_per_s=${Math.round(main.checksPerS)} cpu_pct=${main.cpuPct.toFixed(1)} rss_mb=${main.rssMb.toFixed(0)} ` +
-        `lateness_p99_ms=${main.latenessP99Ms} max_rate=${Math.round(maxRate)} targets=${TARGETS} failed=${main.failed}`,
+        `lateness_p99_ms=${main.latenessP99Ms} max_rate=${Math.round(maxRate)} targets=${TARGETS} failed=${main.failed} runq_wait_pct=${main.runqWaitPct.toFixed(1)}`,
     );
   } finally {
     if (child && child.exitCode === null) {

@@ -4,11 +4,14 @@
  * Plain JavaScript on purpose: a TypeScript loader in this process would be counted in its
  * memory and CPU.
  */
+import { readFileSync } from 'node:fs';
 import { HealthMonitor } from '../../dist/health/index.js';
 import { nullLogger } from '../../dist/log/logger.js';
 
 const monitor = new HealthMonitor({ concurrency: 1000, history: 20 }, nullLogger);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** Nanoseconds this process has waited for a CPU while runnable (Linux schedstat). */
+const runqueueWaitNs = () => Number(readFileSync('/proc/self/schedstat', 'utf8').split(' ')[1]);
 
 /**
  * Checks `targets` realservers (addresses × ports) every `intervalMs`; after `warmupMs`
@@ -26,6 +29,7 @@ async function run(o) {
   await sleep(o.warmupMs);
   monitor.stats(true);
   const cpu0 = process.cpuUsage();
+  const wait0 = runqueueWaitNs();
   const t0 = performance.now();
   let rss = 0;
   const sampler = setInterval(() => (rss = Math.max(rss, process.memoryUsage.rss())), 250);
@@ -38,6 +42,8 @@ async function run(o) {
     checksPerS: s.checks / seconds,
     failed: s.failed,
     cpuPct: (cpu.user + cpu.system) / 1e4 / seconds,
+    // On a shared machine: how much of the time the checker was ready to run but not running.
+    runqWaitPct: (runqueueWaitNs() - wait0) / 1e7 / seconds,
     rssMb: Math.max(rss, process.memoryUsage.rss()) / 1048576,
     latenessP50Ms: s.latenessP50Ms,
     latenessP99Ms: s.latenessP99Ms,

@@ -84,12 +84,12 @@ describe('gratuitous ARP on a bridge (namespaces, real veths)', () => {
     await lab.lab.ip(d1.ns, ['addr', 'del', '198.51.100.200/24', 'dev', 'eth0']);
   });
 
-  /** Runs `count` VIPs at `concurrency` for about four seconds; returns the GARPs of each complete round. */
-  async function rounds(concurrency: number, count: number): Promise<WireEvent[][]> {
+  /** Runs `count` VIPs at `concurrency` for `ms`; returns the GARPs of each complete round. */
+  async function rounds(concurrency: number, count: number, ms = 4300): Promise<WireEvent[][]> {
     const vips = Array.from({ length: count }, (_, i) => ({ address: `198.51.100.${101 + i}`, mode: 'arp' as const, interface: 'eth0' }));
     const cap = await lab.capture('arp');
     running = await lab.start(lab.director(0), base({ vips, intervalMs: 1000, concurrency }));
-    await sleep(4300);
+    await sleep(ms);
     const garps = cap.events().filter((e) => e.kind === 'garp');
     const reports = driverEvents(running as Daemon).filter((e) => e.event === 'round');
     await cap.daemon.stop();
@@ -106,7 +106,8 @@ describe('gratuitous ARP on a bridge (namespaces, real veths)', () => {
   it('announces every VIP at a fixed cadence, a round concurrently within the bound (measured on the wire)', async () => {
     const count = 24;
     const bounded = await rounds(4, count);
-    const serial = await rounds(1, count);
+    // One at a time, a round may overrun the interval on a loaded host: sample longer.
+    const serial = await rounds(1, count, 8300);
     expect(bounded.length).toBeGreaterThanOrEqual(3);
     expect(serial.length).toBeGreaterThanOrEqual(2);
     for (const r of bounded) expect(new Set(r.map((g) => g.ip)).size).toBe(count);

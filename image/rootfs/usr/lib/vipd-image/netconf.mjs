@@ -1,17 +1,16 @@
 /**
  * Run by supervise before vipd's first start:  node netconf.mjs FILE
- * Sets up the network from vipd.yaml's `network` section (schema: src/config/schema.ts), the
- * hostname from node.name and /etc/resolv.conf from network.dns, once per boot: later changes
- * take a reboot, since vipd may own addresses on these interfaces by then. Only the yaml
- * package is loaded, not vipd's config loader: this is on the way to the first announcement,
- * and vipd validates the whole file itself (supervise shows its verdict on the console).
+ * Sets up the network from vipd.yaml's `network` section (schema: src/config/schema.ts) and
+ * the hostname from node.name, once per boot: later changes take a reboot, since vipd may own
+ * addresses on these interfaces by then. Only a YAML parser is loaded (bundled in by
+ * image/build.sh), not vipd's config loader: this is on the way to the first announcement,
+ * and vipd validates the whole file itself (supervise shows its verdict).
  * Exit 0: done (a summary on stdout); 2: something failed (one line per failure on stdout).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { parse } from 'yaml';
 
-const { parse } = createRequire('/usr/lib/vipd/package.json')('yaml');
 const DONE = '/run/vipd-image/network-done';
 const [file] = process.argv.slice(2);
 if (existsSync(DONE)) process.exit(0);
@@ -39,15 +38,8 @@ const links = () => JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { enco
 const exists = (name) => links().some((l) => l.ifname === name);
 
 try {
-  const net = { interfaces: [], dns: [], ...doc.network };
+  const net = { interfaces: [], ...doc.network };
   const ifs = net.interfaces.map((i) => ({ addresses: [], ...i }));
-  // NICs chosen by MAC take their configured name first, so everything below can use it
-  // (kernel names like eth0 follow probe order, which differs between machines).
-  for (const i of ifs.filter((i) => i.mac)) {
-    const l = links().find((l) => l.address?.toLowerCase() === i.mac.toLowerCase());
-    if (!l) failures.push(`${i.name}: no NIC has MAC ${i.mac}`);
-    else if (l.ifname !== i.name) ip('link', 'set', l.ifname, 'down') && ip('link', 'set', l.ifname, 'name', i.name);
-  }
   for (const i of ifs.filter((i) => i.bond)) {
     execFileSync('modprobe', ['bonding']);
     // Hash on addresses and ports: a director's traffic is many flows between few MACs.
@@ -70,7 +62,6 @@ try {
     const via = [i.gateway, i.gateway6].filter(Boolean).map((g) => `via ${g}`);
     summary.push(`${i.name} ${[...i.addresses, ...via].join(' ') || 'up'}`);
   }
-  if (net.dns.length) writeFileSync('/etc/resolv.conf', net.dns.map((a) => `nameserver ${a}\n`).join(''));
   const name = doc.node?.name;
   if (typeof name === 'string') {
     execFileSync('hostname', [name]);
