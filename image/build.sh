@@ -195,11 +195,12 @@ ln -s /usr/glibc/lib "$root/lib/x86_64-linux-gnu"
 # of boot on a slow machine or under emulation, and no node_modules tree is needed. They read
 # ../package.json (the version), so the layout is /usr/lib/vipd/{dist,package.json}.
 say "vipd: bundling src/cli/vipd.ts and src/cli/vipctl.ts (esbuild)"
+# (The banner gives bundled CommonJS code a require() for node's built-in modules.)
+bundle=(--bundle --platform=node --target=node20 --format=esm --log-level=warning
+  --banner:js="import { createRequire as __vipdRequire } from 'node:module'; const require = __vipdRequire(import.meta.url);")
 app=$root/usr/lib/vipd
 mkdir -p "$app"
-(cd "$repo" && "$esbuild" src/cli/vipd.ts src/cli/vipctl.ts --bundle --platform=node --target=node20 --format=esm \
-  --outdir="$app/dist" --out-extension:.js=.mjs --log-level=warning \
-  --banner:js="import { createRequire as __vipdRequire } from 'node:module'; const require = __vipdRequire(import.meta.url);") ||
+(cd "$repo" && "$esbuild" src/cli/vipd.ts src/cli/vipctl.ts "${bundle[@]}" --outdir="$app/dist" --out-extension:.js=.mjs) ||
   die "esbuild failed"
 install -m 0644 "$repo/package.json" "$app/package.json"
 
@@ -215,8 +216,8 @@ while IFS= read -r -d '' f; do
   install -D -m "$mode" "$f" "$root/${f#"$here/rootfs/"}"
 done < <(find "$here/rootfs" -type f -print0)
 # netconf.mjs takes its YAML parser (vipd's own, from the lockfile) along in the same way.
-"$esbuild" "$here/rootfs/usr/lib/vipd-image/netconf.mjs" --bundle --platform=node --target=node20 --format=esm \
-  --outfile="$root/usr/lib/vipd-image/netconf.mjs" --allow-overwrite --log-level=warning || die "esbuild failed (netconf.mjs)"
+"$esbuild" "$here/rootfs/usr/lib/vipd-image/netconf.mjs" "${bundle[@]}" --outfile="$root/usr/lib/vipd-image/netconf.mjs" \
+  --allow-overwrite || die "esbuild failed (netconf.mjs)"
 ln -sf /sbin/init "$root/init"
 cat >"$root/etc/vipd-image.release" <<EOF
 VERSION=$version

@@ -9,7 +9,8 @@ say() { printf '==> %s\n' "$*" >&2; }
 
 # Debian packages: real peers and tools the lab and the image use.
 APT_PKGS=(qemu-system-x86 bird2 gobgpd ipvsadm conntrack iputils-arping tcpdump iproute2
-  kmod cpio xz-utils lz4 binutils dnsutils openssl iputils-ping)
+  kmod cpio xz-utils lz4 binutils dnsutils openssl iputils-ping
+  xorriso isolinux syslinux syslinux-common grub-efi-amd64-bin mtools dosfstools ovmf zstd)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -67,6 +67,8 @@ interface Line {
 export class Appliance {
   private text = '';
   private partial = '';
+  /** The start of a terminal escape sequence cut off at the end of the last chunk. */
+  private escape = '';
   private readonly lines: Line[] = [];
   private readonly waiters = new Set<() => void>();
   private exitInfo: string | undefined;
@@ -196,15 +198,18 @@ export class Appliance {
     const deadline = Date.now() + timeoutMs;
     const left = (): number => Math.max(1, deadline - Date.now());
     // getty may have printed its prompt long ago (or under later console output): ask again.
+    // Prompts are matched anywhere after what was typed: init's messages may follow them.
     let at = this.mark();
     this.type('\n');
-    await this.waitFor(/login: $/, left(), at);
+    await this.waitFor(/login: /, left(), at);
     at = this.mark();
     this.type(`${user}\n`);
-    await this.waitFor(/Password: $/, left(), at);
+    await this.waitFor(/Password: /, left(), at);
+    // login turns the terminal's echo off around the prompt: type only once it surely has.
+    await new Promise((r) => setTimeout(r, 500));
     at = this.mark();
     this.type(`${password}\n`);
-    await this.waitFor(/# $/m, left(), at);
+    await this.waitFor(/:~# /, left(), at);
   }
 
   /**
@@ -235,8 +240,13 @@ export class Appliance {
 
   private onConsole(s: string): void {
     const now = performance.now() - this.startedAt;
-    // Without carriage returns and terminal escapes (ash asks the terminal for the cursor position).
-    const clean = s.replace(/\r|\x1b\[[0-9;?]*[A-Za-z]/g, '');
+    // Without carriage returns and terminal escapes (ash asks the terminal for the cursor
+    // position), also when an escape sequence spans two chunks.
+    let raw = this.escape + s;
+    const cut = /\x1b(\[[0-9;?]*)?$/.exec(raw);
+    this.escape = cut ? cut[0] : '';
+    if (cut) raw = raw.slice(0, cut.index);
+    const clean = raw.replace(/\r|\x1b\[[0-9;?]*[A-Za-z]/g, '');
     this.text += clean;
     if (this.text.length > 2 * CONSOLE_MAX) this.text = this.text.slice(-CONSOLE_MAX);
     if (process.env.VIPD_VM_CONSOLE) process.stderr.write(s);

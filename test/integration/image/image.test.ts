@@ -5,8 +5,12 @@
  * and a root shell on the console (login with the hash from the config volume).
  */
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkConfigFiles } from '../../../src/config/check.js';
 import { run } from '../../../src/util/exec.js';
 import { Lab } from '../../lab/netns.js';
 import { Appliance, ensureImage } from './appliance.js';
@@ -14,6 +18,18 @@ import { NICS, REALSERVERS, VIP, createImageLab, directorConfig, makeConfigVolum
 
 /** Boot to "vipd started": ~30 s on an idle machine under TCG; more when other VMs run. */
 const BOOT_MS = 150_000;
+
+const EXAMPLE = resolve(dirname(fileURLToPath(import.meta.url)), '../../../image/vipd.yaml.example');
+
+it('ships an example config, and tests with a config, that vipd accepts (network section included)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vipd-image-config-'));
+  try {
+    writeFileSync(join(dir, 'vipd.yaml'), directorConfig());
+    for (const r of checkConfigFiles([EXAMPLE, join(dir, 'vipd.yaml')])) expect(r.problems, r.file).toEqual([]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 describe('appliance image', () => {
   let iso: string;
@@ -107,7 +123,7 @@ describe('appliance image', () => {
         const started = await ap.waitFor(/vipd-image: vipd started \(pid (\d+)\)/, BOOT_MS);
         const text = ap.console();
         expect(text).toMatch(/=== vipd \S+ on director-1 \(image \S+\) ===/);
-        expect(text).toMatch(/management +eth0 192\.0\.2\.10\/25, rs0 203\.0\.113\.10\/24/);
+        expect(text).toMatch(/management +eth0 192\.0\.2\.10\/25, eth1 203\.0\.113\.10\/24/);
         expect(text).toMatch(/config +LABEL=VIPDCFG \(vfat rw\) mounted on \/media\/vipdcfg/);
         expect(text).toMatch(/state +on the config volume, persistent/);
         expect(text).toMatch(/vipctl +log in on this console as root, then: vipctl status/);
@@ -120,7 +136,7 @@ describe('appliance image', () => {
         expect(supervise, ps).toBeDefined();
         const vipd = procs.find((p) => p[0] === started[1]);
         expect(vipd?.[1], ps).toBe(supervise?.[0]);
-        expect(vipd?.slice(2).join(' '), ps).toContain('/usr/lib/vipd/dist/cli/vipd.js run --config /media/vipdcfg/vipd.yaml');
+        expect(vipd?.slice(2).join(' '), ps).toContain('/usr/lib/vipd/dist/vipd.mjs run --config /media/vipdcfg/vipd.yaml');
       },
       BOOT_MS + 60_000,
     );

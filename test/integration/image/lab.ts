@@ -3,11 +3,11 @@
  *
  *   client 192.0.2.130/25 ---- router eth1 192.0.2.129/25   (BIRD, AS 64512)
  *                              router br0 192.0.2.1/25     ---- appliance eth0 192.0.2.10/25 (AS 64513)
- *                              router br1 203.0.113.1/24   ---- appliance rs0 203.0.113.10/24
+ *                              router br1 203.0.113.1/24   ---- appliance eth1 203.0.113.10/24
  *                                                          ---- realservers rs1..rs3 203.0.113.11-13/24
  *
- * The appliance sets up its two NICs from the network section of its vipd.yaml (the second one
- * found by its MAC and renamed rs0). (No VLAN here: the host kernel has no 8021q.) BIRD
+ * The appliance sets up its two NICs from the network section of its vipd.yaml (no VLAN here:
+ * the host kernel has no 8021q). BIRD
  * puts the VIP route it learns into the router's kernel, so the client reaches 198.51.100.10
  * through the appliance (IPVS, direct routing). Realservers hold the VIP on lo, do not answer
  * ARP for it, and reply to the client straight through the router.
@@ -24,7 +24,7 @@ export const VIP = '198.51.100.10';
 export const REALSERVERS = ['203.0.113.11', '203.0.113.12', '203.0.113.13'];
 export const ROUTER_ASN = 64512;
 export const DIRECTOR_ASN = 64513;
-/** The appliance's NICs: uplink to the router, and the realservers' segment. */
+/** The appliance's NICs, eth0 and eth1: uplink to the router, and the realservers' segment. */
 export const NICS = [
   { bridge: 'br0', mac: '52:54:00:00:02:0a' },
   { bridge: 'br1', mac: '52:54:00:00:71:0a' },
@@ -131,8 +131,7 @@ network:
     - name: eth0
       addresses: [${DIRECTOR}/25]
       gateway: ${ROUTER}
-    - name: rs0
-      mac: "${NICS[1].mac}"
+    - name: eth1
       addresses: [203.0.113.10/24]
 vipRanges: [198.51.100.0/24]
 bgp:

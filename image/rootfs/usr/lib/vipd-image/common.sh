@@ -2,9 +2,10 @@
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
 
-# What boot found (config file, state, console tail), for supervise, console and shutdown.
+# What boot found (config file and source, state, --set options) and pid files, for
+# supervise, console and shutdown.
 RUN=/run/vipd-image
-# The label init looks for when the command line names no config source.
+# The labels init looks for when the kernel command line names no other source.
 CONFIG_LABEL=VIPDCFG
 STATE_LABEL=VIPDSTATE
 CONFIG_MNT=/media/vipdcfg
