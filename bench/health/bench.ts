@@ -25,7 +25,7 @@ const ADDRESSES = Array.from({ length: 10 }, (_, i) => `203.0.113.${10 + i}`);
 const BASE_PORT = 20_000;
 const MEASURE_MS = 60_000;
 /** Rates tried after the main run, as intervals for the same 10,000 targets. */
-const RAMP = [12_500, 15_000, 17_500, 20_000, 25_000, 30_000];
+const RAMP = [12_500, 15_000, 16_000, 17_000, 18_000, 20_000];
 const RAMP_MS = 8_000;
 const LATENESS_GOAL_MS = 100;
 

@@ -42,6 +42,7 @@ interface VipdResult {
   reconcileMs: number;
   rssAfterRebuildMb: number;
   rssBusyMb: number;
+  bareMs: number;
   coldOps: number;
   noopOps: number;
   noopRebuiltMs: number;
@@ -87,13 +88,13 @@ try {
   const s = (ms: number): string => (ms / 1000).toFixed(1);
   say(`vipd: cold sync ${big.coldOps} operations in ${s(big.coldMs)} s (start ${s(big.startMs)}, desired table ${s(big.buildMs)}, reconcile ${s(big.reconcileMs)})`);
   say(`vipd: no-op reconciles: ${big.noopOps} operations (a table rebuilt from config compared in ${Math.round(big.noopRebuiltMs)} ms)`);
-  say(`vipd: one weight change with ${SERVICES * DESTS} destinations: ${big.changes.join(' ')} ms (median ${Math.round(big.changeMs)}), ${big.changeOps} op`);
+  say(`vipd: one weight change with ${SERVICES * DESTS} destinations: ${big.changes.join(' ')} ms (median ${Math.round(big.changeMs)}), ${big.changeOps} op; a bare ipvsadm -e: ${Math.round(big.bareMs)} ms`);
   say(
     `vipd: rss ${big.rssMb.toFixed(1)} MB settled (heap in use ${big.heapMb.toFixed(1)} MB), ${big.rssBusyMb.toFixed(1)} MB right after the changes, ` +
       `${big.rssAfterRebuildMb.toFixed(1)} MB right after comparing a rebuilt table`,
   );
   const small = await phase<VipdResult>(vm, 'vipd', 1, 300_000);
-  say(`vipd: one weight change with ${DESTS} destinations: ${small.changes.join(' ')} ms (median ${Math.round(small.changeMs)})`);
+  say(`vipd: one weight change with ${DESTS} destinations: ${small.changes.join(' ')} ms (median ${Math.round(small.changeMs)}); a bare ipvsadm -e: ${Math.round(small.bareMs)} ms`);
   const fmt = (n: number, d = 2): string => n.toFixed(d);
   say(`total ${((performance.now() - started) / 1000).toFixed(0)} s`);
   process.stdout.write(

@@ -107,6 +107,13 @@ async function vipd() {
     const r = await manager.reconcile(desired);
     changes.push({ ms: performance.now() - c0, ops: r.ops });
   }
+  // The same change done by hand from this process (one `ipvsadm -e`, no vipd): what the
+  // kernel and ipvsadm cost by themselves, to tell vipd's share apart.
+  const bare = [];
+  for (let i = 0; i < CHANGES; i++) {
+    const w = String(i % 2 === 0 ? 50 : 100);
+    bare.push(await run('ipvsadm', ['-e', '-t', `${svc.vip}:${svc.port}`, '-r', `${rs.address}:${svc.port}`, '-g', '-w', w]));
+  }
   const rssBusyMb = process.memoryUsage().rss / 2 ** 20;
   // Steady state: V8 returns the cold sync's peak to the system only once the process has been
   // idle a while (its memory reducer runs after some seconds without allocation).
@@ -137,6 +144,7 @@ async function vipd() {
     changeMs: median(changes.map((c) => c.ms)),
     changeOps: Math.max(...changes.map((c) => c.ops)),
     changes: changes.map((c) => Math.round(c.ms)),
+    bareMs: median(bare),
     rssMb,
     rssBusyMb,
     heapMb,

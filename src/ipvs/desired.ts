@@ -78,8 +78,13 @@ function persistenceOf(svc: ServiceConfig, family: 4 | 6): Persistence | undefin
   return { timeout, netmask };
 }
 
-/** One desired service from its config; destinations in canonical order. */
-export function desiredService(svc: ServiceConfig, weights: EffectiveWeights = NO_WEIGHTS): Service {
+/**
+ * One desired service from its config; destinations in canonical order. `shared` lets the
+ * services of one table share equal destination objects (they are immutable): the same
+ * realservers usually stand behind many VIPs and ports, and 200,000 destinations then cost a
+ * few thousand objects.
+ */
+export function desiredService(svc: ServiceConfig, weights: EffectiveWeights = NO_WEIGHTS, shared?: Map<string, Dest>): Service {
   const key = serviceKeyOf(svc);
   const id = serviceId(key);
   let flags = 0;
@@ -96,8 +101,16 @@ export function desiredService(svc: ServiceConfig, weights: EffectiveWeights = N
     if (eff === 'drain' || (eff === 'down' && removeWhenDown)) continue;
     if (eff === 'down') weight = 0;
     else if (typeof eff === 'number') weight = Math.min(65535, Math.max(0, Math.round(eff)));
-    const d: Dest = { id: did, address, port, fwd: rs.forwarding ?? svc.forwarding, weight, upper: rs.upperThreshold ?? 0, lower: rs.lowerThreshold ?? 0 };
-    list.push(weight === 0 && rs.weight > 0 && svc.scheduler === 'mh' ? { ...d, nominal: rs.weight } : d);
+    const fwd = rs.forwarding ?? svc.forwarding;
+    const upper = rs.upperThreshold ?? 0;
+    const lower = rs.lowerThreshold ?? 0;
+    const nominal = weight === 0 && rs.weight > 0 && svc.scheduler === 'mh' ? rs.weight : 0;
+    let d = shared?.get(did);
+    if (!d || d.fwd !== fwd || d.weight !== weight || d.upper !== upper || d.lower !== lower || (d.nominal ?? 0) !== nominal) {
+      d = nominal ? { id: did, address, port, fwd, weight, upper, lower, nominal } : { id: did, address, port, fwd, weight, upper, lower };
+      shared?.set(did, d);
+    }
+    list.push(d);
   }
   const dests = new Map<string, Dest>();
   for (const d of sortDests(list)) dests.set(d.id, d);
@@ -109,20 +122,88 @@ export function desiredService(svc: ServiceConfig, weights: EffectiveWeights = N
 /** The whole desired table, in config order. */
 export function desiredTable(services: readonly ServiceConfig[], weights: EffectiveWeights = NO_WEIGHTS): DesiredTable {
   const table = new Map<string, Service>();
+  const shared = new Map<string, Dest>();
   for (const svc of services) {
-    const s = desiredService(svc, weights);
+    const s = desiredService(svc, weights, shared);
     table.set(s.id, s);
   }
   return table;
 }
 
 /**
+ * A table that is another one with some services replaced or added, without copying it.
+ * Derived from a derived table, it keeps the same base and a copy of the (few) changes; past
+ * MAX_CHANGES it becomes a plain table again. The planner uses the lineage to visit only the
+ * services that changed (changedSince), which keeps one weight change in a 10,000-service
+ * table as cheap as in a one-service table.
+ */
+class DerivedTable implements ReadonlyMap<string, Service> {
+  readonly size: number;
+
+  constructor(
+    readonly base: DesiredTable,
+    readonly changes: ReadonlyMap<string, Service>,
+  ) {
+    let added = 0;
+    for (const id of changes.keys()) if (!base.has(id)) added++;
+    this.size = base.size + added;
+  }
+
+  get(id: string): Service | undefined {
+    return this.changes.get(id) ?? this.base.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.changes.has(id) || this.base.has(id);
+  }
+
+  *entries(): MapIterator<[string, Service]> {
+    for (const [id, s] of this.base) yield [id, this.changes.get(id) ?? s];
+    for (const [id, s] of this.changes) if (!this.base.has(id)) yield [id, s];
+  }
+
+  *keys(): MapIterator<string> {
+    for (const [id] of this.entries()) yield id;
+  }
+
+  *values(): MapIterator<Service> {
+    for (const [, s] of this.entries()) yield s;
+  }
+
+  [Symbol.iterator](): MapIterator<[string, Service]> {
+    return this.entries();
+  }
+
+  forEach(fn: (value: Service, key: string, map: ReadonlyMap<string, Service>) => void): void {
+    for (const [id, s] of this.entries()) fn(s, id, this);
+  }
+}
+
+const MAX_CHANGES = 64;
+
+/**
  * A new table with one service replaced (or added): what the coordinator does when one
- * realserver's weight or health changes. The other services keep their objects, so the
- * planner skips them without comparing their destinations.
+ * realserver's weight or health changes. The given table is left as it was.
  */
 export function withService(table: DesiredTable, svc: Service): DesiredTable {
-  const next = new Map(table);
-  next.set(svc.id, svc);
-  return next;
+  const base = table instanceof DerivedTable ? table.base : table;
+  const changes = new Map(table instanceof DerivedTable ? table.changes : []);
+  changes.set(svc.id, svc);
+  if (changes.size <= MAX_CHANGES) return new DerivedTable(base, changes);
+  const flat = new Map<string, Service>();
+  for (const [id, s] of new DerivedTable(base, changes)) flat.set(id, s);
+  return flat;
+}
+
+/**
+ * Ids of the services that may differ between `from` and `to`, when `to` was derived from
+ * `from` (or both from one table) by withService; undefined when the tables are unrelated.
+ */
+export function changedSince(from: DesiredTable, to: DesiredTable): ReadonlySet<string> | undefined {
+  if (from === to) return new Set();
+  const baseOf = (t: DesiredTable): DesiredTable => (t instanceof DerivedTable ? t.base : t);
+  if (baseOf(from) !== baseOf(to)) return undefined;
+  const ids = new Set<string>();
+  for (const t of [from, to]) if (t instanceof DerivedTable) for (const id of t.changes.keys()) ids.add(id);
+  return ids;
 }

@@ -14,6 +14,7 @@ import type { Logger } from '../log/logger.js';
 import { inPrefix } from '../util/ip.js';
 import { DEFAULT_TIMEOUTS, Kernel, KernelError, systemRunner, type KernelTimeouts, type Runner, type ServiceCounters } from './kernel.js';
 import { flagNames, serviceId, type DesiredTable, type Forwarding, type KernelTable, type Persistence, type ServiceKey } from './model.js';
+import { changedSince } from './desired.js';
 import { applyOps, plan, type Counts, type Plan } from './plan.js';
 import { conntrackArgs, renderScript } from './render.js';
 import { applySysctls, loadModules, wantedSysctls, type SysctlReport } from './sysctl.js';
@@ -108,6 +109,11 @@ export class IpvsManager {
   private pendingFlushes: string[][] = [];
   private flushConntrack = false;
   private desired: DesiredTable = new Map();
+  /**
+   * The last table applied in full while the model stayed in step with the kernel: the next
+   * plan need only visit what changed since (desired.ts changedSince).
+   */
+  private lastApplied: DesiredTable | undefined;
   /** Firewall-mark services declared during this process's life (they have no VIP to own them by). */
   private readonly fwmarks = new Set<string>();
   private readonly ownedAddress = new Map<string, boolean>();
@@ -254,6 +260,7 @@ export class IpvsManager {
   }
 
   private async read(): Promise<KernelTable> {
+    this.lastApplied = undefined;
     try {
       this.current = await this.kernel.read();
     } catch (e) {
@@ -277,7 +284,7 @@ export class IpvsManager {
     const reread = this.current === undefined;
     const current = this.current ?? (await this.read());
 
-    const p = this.plan(current, desired);
+    const p = this.plan(current, desired, this.lastApplied && changedSince(this.lastApplied, desired));
     for (const id of p.refused) {
       if (this.refusedLogged.has(id)) continue;
       this.refusedLogged.add(id);
@@ -294,6 +301,7 @@ export class IpvsManager {
       }
     }
     applyOps(current, p.ops, p.converged);
+    this.lastApplied = desired;
     this.drains = p.drains;
     for (const id of this.counts.keys()) if (!this.drains.has(id)) this.counts.delete(id);
 
@@ -330,8 +338,9 @@ export class IpvsManager {
     return result;
   }
 
-  private plan(current: KernelTable, desired: DesiredTable): Plan {
+  private plan(current: KernelTable, desired: DesiredTable, only?: ReadonlySet<string>): Plan {
     return plan({
+      ...(only ? { only } : {}),
       current,
       desired,
       owns: (k) => this.owns(k, desired),
@@ -391,6 +400,7 @@ export class IpvsManager {
    */
   private async failed(e: unknown, lines: readonly string[], desired: DesiredTable, p: Plan): Promise<IpvsError> {
     this.current = undefined;
+    this.lastApplied = undefined;
     this.drains = p.drains;
     // Whatever part of the batch applied, its UDP deletions' flows are stale: flush next time
     // (flushing flows of a destination that stayed only makes their next packet re-create them).

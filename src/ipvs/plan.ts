@@ -74,6 +74,12 @@ export interface PlanInput {
   drainTimeoutMs: number;
   /** Emit flush-conntrack ops (only useful with net.ipv4.vs.conntrack=1). */
   flushConntrack: boolean;
+  /**
+   * When given, only these services (and those draining) can differ from the kernel: the rest
+   * of `desired` was converged by the last plan applied and the services absent from it were
+   * already dealt with (see desired.ts changedSince). Without it every service is looked at.
+   */
+  only?: ReadonlySet<string>;
 }
 
 export interface Plan {
@@ -122,22 +128,17 @@ export function plan(input: PlanInput): Plan {
     return false;
   };
 
-  // Kernel services that are also desired; when that is all of them there are no orphans to look for.
-  let matched = 0;
-  for (const [id, want] of desired) {
-    const cur = current.get(id);
-    if (cur) matched++;
-    if (cur?.converged === want && !input.drains.has(id)) continue;
+  const visitDesired = (id: string, want: Service, cur: KernelService | undefined): void => {
     if (!owns(want.key)) {
       refused.push(id);
-      continue;
+      return;
     }
     if (!cur) {
       add.push({ kind: 'add-service', svc: want });
       for (const d of want.dests.values()) addDest(want, d);
       drains.delete(id);
       converged.push(want);
-      continue;
+      return;
     }
     if (!sameSpec(cur.spec, want)) edit.push({ kind: 'edit-service', svc: want });
 
@@ -171,17 +172,17 @@ export function plan(input: PlanInput): Plan {
       drains.delete(id);
       converged.push(want);
     }
-  }
+  };
 
-  // Orphans: services inside the owned ranges that nobody wants any more.
-  for (const [id, cur] of matched < current.size ? current : []) {
-    if (desired.has(id) || !owns(cur.spec.key)) continue;
+  // A service inside the owned ranges that nobody wants any more.
+  const visitOrphan = (id: string, cur: KernelService): void => {
+    if (!owns(cur.spec.key)) return;
     const svc = cur.spec;
     if (isUdp(svc.key)) {
       drop.push({ kind: 'del-service', svc });
       if (input.flushConntrack) flush.push({ kind: 'flush-conntrack', svc });
       drains.delete(id);
-      continue;
+      return;
     }
     const waiting = new Map<string, number>();
     const done = [...cur.dests.values()].filter((d) => retire(svc, d, waiting));
@@ -192,6 +193,24 @@ export function plan(input: PlanInput): Plan {
       for (const d of done) drop.push({ kind: 'del-dest', svc, dest: d });
       drains.set(id, waiting);
     }
+  };
+
+  if (input.only) {
+    for (const id of new Set([...input.only, ...input.drains.keys()])) {
+      const want = desired.get(id);
+      const cur = current.get(id);
+      if (want) visitDesired(id, want, cur);
+      else if (cur) visitOrphan(id, cur);
+    }
+  } else {
+    // Kernel services that are also desired; when that is all of them there are no orphans to look for.
+    let matched = 0;
+    for (const [id, want] of desired) {
+      const cur = current.get(id);
+      if (cur) matched++;
+      if (cur?.converged !== want || input.drains.has(id)) visitDesired(id, want, cur);
+    }
+    for (const [id, cur] of matched < current.size ? current : []) if (!desired.has(id)) visitOrphan(id, cur);
   }
 
   return { ops: [...drop, ...edit, ...add, ...flush], drains, converged, refused };

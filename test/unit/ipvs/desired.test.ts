@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { serviceSchema, type ServiceConfig } from '../../../src/config/schema.js';
-import { desiredService, desiredTable, realserverKey, withService, type Effective } from '../../../src/ipvs/desired.js';
+import { changedSince, desiredService, desiredTable, realserverKey, withService, type Effective } from '../../../src/ipvs/desired.js';
 
 const svc = (s: Record<string, unknown>): ServiceConfig => serviceSchema.parse(s);
 
@@ -83,6 +83,17 @@ describe('desired table', () => {
     expect(desiredService(wrr, down(wrr)).dests.get('203.0.113.1:80')).toEqual({ id: '203.0.113.1:80', address: '203.0.113.1', port: 80, fwd: 'dr', weight: 0, upper: 0, lower: 0 });
   });
 
+  it('shares equal destination objects among the services of a table', () => {
+    const a = svc({ vip: '198.51.100.10', port: 80, realservers: [{ address: '203.0.113.1' }, { address: '203.0.113.2', weight: 5 }] });
+    const b = svc({ vip: '198.51.100.11', port: 80, realservers: [{ address: '203.0.113.1' }, { address: '203.0.113.2', weight: 6 }] });
+    const t = desiredTable([a, b]);
+    const da = t.get('tcp 198.51.100.10:80')!.dests;
+    const db = t.get('tcp 198.51.100.11:80')!.dests;
+    expect(db.get('203.0.113.1:80')).toBe(da.get('203.0.113.1:80'));
+    expect(db.get('203.0.113.2:80')).not.toBe(da.get('203.0.113.2:80'));
+    expect(db.get('203.0.113.2:80')?.weight).toBe(6);
+  });
+
   it('replaces one service without touching the others', () => {
     const other = svc({ vip: '198.51.100.11', port: 80, realservers: [{ address: '203.0.113.1' }] });
     const t = desiredTable([web, other]);
@@ -90,5 +101,40 @@ describe('desired table', () => {
     expect(next.get('tcp 198.51.100.11:80')).toBe(t.get('tcp 198.51.100.11:80'));
     expect(next.get('tcp 198.51.100.10:80')?.scheduler).toBe('rr');
     expect(t.get('tcp 198.51.100.10:80')?.scheduler).toBe('mh');
+  });
+
+  it('derives tables without copying them, behaving as maps, and knows what changed', () => {
+    const many = Array.from({ length: 100 }, (_, i) => svc({ vip: '198.51.100.10', port: 1000 + i, realservers: [{ address: '203.0.113.1' }] }));
+    const base = desiredTable(many);
+    const changed = desiredService({ ...many[5]!, scheduler: 'rr' });
+    const extra = desiredService(svc({ vip: '198.51.100.11', port: 80 }));
+    const d1 = withService(base, changed);
+    const d2 = withService(d1, extra);
+    expect(d2.size).toBe(101);
+    expect(d2.get(changed.id)).toBe(changed);
+    expect(d2.has(extra.id)).toBe(true);
+    expect(d2.get(many[0]!.vip)).toBeUndefined();
+    const ids = [...d2.keys()];
+    expect(ids.slice(0, 100)).toEqual([...base.keys()]);
+    expect(ids[100]).toBe(extra.id);
+    expect([...d2.values()][5]).toBe(changed);
+    const seen: string[] = [];
+    d2.forEach((_, id) => seen.push(id));
+    expect(seen).toEqual(ids);
+    expect(new Map(d2).get(changed.id)).toBe(changed);
+    expect(base.get(changed.id)).not.toBe(changed);
+
+    expect(changedSince(base, base)).toEqual(new Set());
+    expect(changedSince(base, d2)).toEqual(new Set([changed.id, extra.id]));
+    expect(changedSince(d1, d2)).toEqual(new Set([changed.id, extra.id]));
+    expect(changedSince(d2, base)).toEqual(new Set([changed.id, extra.id]));
+    expect(changedSince(base, desiredTable(many))).toBeUndefined();
+
+    // Past 64 changes a derived table becomes a plain one (and the lineage starts again).
+    let t = base;
+    for (let i = 0; i < 70; i++) t = withService(t, desiredService({ ...many[i]!, scheduler: 'rr' }));
+    expect(t.size).toBe(100);
+    expect([...t.values()].filter((s) => s.scheduler === 'rr')).toHaveLength(70);
+    expect(changedSince(base, t)).toBeUndefined();
   });
 });

@@ -115,6 +115,22 @@ describe('IpvsManager (simulated kernel)', () => {
     expect(k.dest('tcp 198.51.100.10:80', '203.0.113.1:80')?.weight).toBe(20);
   });
 
+  it('keeps single changes single through long chains of derived tables', async () => {
+    const k = new FakeKernel();
+    const m = new IpvsManager(cfg(), nullLogger, { runner: k });
+    await m.start();
+    const weights = new Map<string, Effective>();
+    let desired = desiredTable([web, dns6, mark], weights);
+    await m.reconcile(desired);
+    for (let i = 0; i < 150; i++) {
+      weights.set(realserverKey(web, web.realservers[i % 2]!), 10 + i);
+      desired = withService(desired, desiredService(web, weights));
+      expect((await m.reconcile(desired)).ops).toBe(1);
+    }
+    expect(k.dest('tcp 198.51.100.10:80', '203.0.113.2:80')?.weight).toBe(158);
+    expect((await m.reconcile(desiredTable([web, dns6, mark], weights))).ops).toBe(0);
+  });
+
   it('removes orphans inside the ranges and leaves everything outside alone', async () => {
     const k = new FakeKernel();
     k.add('-A -t 192.0.2.80:80 -s rr');

@@ -64,6 +64,25 @@ describe('plan', () => {
     expect(lines(p)).toEqual(['-e -t 198.51.100.10:80 -r 203.0.113.1:80 -i -w 100 -x 500 -y 50']);
   });
 
+  it('looks only at the services it is told may have changed, and at those draining', () => {
+    const k: KernelTable = new Map();
+    const a = svc({ vip: '198.51.100.10', port: 80, realservers: rs(1) });
+    const b = svc({ vip: '198.51.100.11', port: 80, realservers: rs(1) });
+    const c = svc({ vip: '198.51.100.12', port: 80, realservers: rs(1, 2) });
+    converge(k, desiredTable([a, b, c]));
+    const next = desiredTable([svc({ ...a, realservers: rs(2) }), svc({ ...b, realservers: rs(2) }), svc({ ...c, realservers: rs(1) })], new Map());
+    const drains: Drains = new Map([['tcp 198.51.100.12:80', new Map([['203.0.113.2:80', 0]])]]);
+    const p = run(k, next, { only: new Set(['tcp 198.51.100.10:80']), drains, now: 120_000 });
+    expect(lines(p)).toEqual([
+      '-e -t 198.51.100.10:80 -r 203.0.113.1:80 -g -w 0',
+      '-d -t 198.51.100.12:80 -r 203.0.113.2:80',
+      '-a -t 198.51.100.10:80 -r 203.0.113.2:80 -g -w 100',
+    ]);
+    // An orphan that is draining is visited too.
+    const q = run(k, desiredTable([a, b]), { only: new Set(), drains, now: 120_000 });
+    expect(lines(q)).toEqual(['-e -t 198.51.100.12:80 -r 203.0.113.1:80 -g -w 0', '-d -t 198.51.100.12:80 -r 203.0.113.2:80']);
+  });
+
   describe('drain', () => {
     const k = (): KernelTable => {
       const t: KernelTable = new Map();
