@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export VIPD_CACHE ?= /var/cache/vipd
 
-.PHONY: all deps build typecheck test test-unit test-image image demo bench clean
+.PHONY: all deps build typecheck test test-unit test-image image demo bench soak clean
 
 all: build
 
@@ -18,8 +18,9 @@ typecheck: deps
 	@echo "==> typecheck: src, tests and benchmarks"
 	@npx --no-install tsc -p tsconfig.test.json
 
-test: build typecheck
-	@echo "==> test: unit and integration tests (namespaces, BIRD, gobgpd, qemu VM)"
+# The image tests boot the appliance ISO: `image` builds it first (cached in $VIPD_CACHE/image).
+test: build typecheck image
+	@echo "==> test: unit and integration tests (namespaces, BIRD, gobgpd, qemu VM, appliance image)"
 	@npx --no-install vitest run
 
 test-unit: build
@@ -29,13 +30,18 @@ image: build
 	@bash image/build.sh
 
 test-image: image
-	@VIPD_TEST_IMAGE=1 npx --no-install vitest run test/integration/image
+	@npx --no-install vitest run test/integration/image
 
-demo: build
+demo: image
 	@npx --no-install tsx scripts/demo.ts
 
 bench: build
 	@bash scripts/bench.sh
+
+# vipd under continuous change for an hour (VIPD_SOAK_MINUTES=5 for a short run): RSS and descriptors must stay flat.
+soak: build
+	@echo "==> soak: $${VIPD_SOAK_MINUTES:-60} minutes (VM lab)"
+	@npx --no-install tsx test/soak/soak.ts
 
 clean:
 	rm -rf dist

@@ -6,15 +6,15 @@
  *    denominator is what the machine (firmware, boot loader, kernel, unpacking the root) costs
  *    before our code runs, so the ratio says how much our boot adds, whatever the speed of the
  *    machine or of emulation.
- * One BIOS boot from the ISO in the image test's lab (lab.ts): BIRD polled every 50 ms.
+ * One BIOS boot from the ISO in the image test's lab (test/lab/appliance-lab.ts): BIRD polled every 50 ms.
  * Run: npx tsx bench/image/bench.ts   (root; builds the image first unless it is up to date)
  * Last line: BENCH image size_mb=... boot_to_announce_ratio=...
  */
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from '../../test/lab/netns.js';
-import { Appliance, ensureImage } from '../../test/integration/image/appliance.js';
-import { NICS, createImageLab, directorConfig, makeConfigVolume } from '../../test/integration/image/lab.js';
+import { Appliance, ensureImage } from '../../test/lab/appliance.js';
+import { NICS, createImageLab, directorConfig, makeConfigVolume } from '../../test/lab/appliance-lab.js';
 
 const say = (msg: string): void => void process.stderr.write(`bench image: ${msg}\n`);
 const ANNOUNCE_TIMEOUT_MS = 300_000;

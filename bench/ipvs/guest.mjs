@@ -68,10 +68,12 @@ async function raw() {
     for (const r of s.realservers) lines.push(`-a ${svc} -r ${r.address}:${s.port} -g -w ${r.weight}`);
   }
   writeFileSync('/tmp/ipvs-bench-rules', `${lines.join('\n')}\n`);
+  const from = Date.now();
   const ms = await run('ipvsadm', ['-R'], '/tmp/ipvs-bench-rules');
+  const to = Date.now();
   // Emptied here, so tearing the namespace down does not compete with the next measurement.
   const clearMs = await run('ipvsadm', ['-C']);
-  return { ops: lines.length, ms, clearMs };
+  return { from, to, ops: lines.length, ms, clearMs };
 }
 
 async function vipd() {
@@ -82,6 +84,7 @@ async function vipd() {
   const cfg = { ipvsadm: 'ipvsadm', sysctls: {}, drainTimeout: 300_000, modules: [], vipRanges: ['198.51.100.0/24'] };
 
   // Cold sync: from a new manager on an empty kernel to everything applied.
+  const from = Date.now();
   const t0 = performance.now();
   const manager = new IpvsManager(cfg, nullLogger);
   await manager.start({ schedulers: ['mh'] });
@@ -91,28 +94,38 @@ async function vipd() {
   const t2 = performance.now();
   const cold = await manager.reconcile(desired);
   const coldMs = performance.now() - t0;
+  const to = Date.now();
 
   // Nothing to change, with the same table.
   const same = await manager.reconcile(desired);
   await quiet();
 
-  // One realserver's weight, from decision to applied: new desired service, new table, reconcile.
+  // One realserver's weight, from decision to applied, three ways in each round so that all
+  // three see the same load on the host:
+  //  - derived: one service rebuilt and put in a table derived from the last (withService);
+  //  - full: the daemon's path: the coordinator rebuilds the whole desired table from config
+  //    and health on every pass (unchanged services come back as the same objects);
+  //  - bare: the same edit by hand from this process (`ipvsadm -e`, no vipd): what the kernel
+  //    and ipvsadm cost by themselves. There and back, so vipd's model stays true.
   const svc = config[Math.floor(config.length / 2)];
   const rs = svc.realservers[nDests - 1];
+  const key = realserverKey(svc, rs);
   const changes = [];
-  for (let i = 0; i < CHANGES; i++) {
-    const c0 = performance.now();
-    weights.set(realserverKey(svc, rs), i % 2 === 0 ? 50 : 100);
-    desired = withService(desired, desiredService(svc, weights));
-    const r = await manager.reconcile(desired);
-    changes.push({ ms: performance.now() - c0, ops: r.ops });
-  }
-  // The same change done by hand from this process (one `ipvsadm -e`, no vipd): what the
-  // kernel and ipvsadm cost by themselves, to tell vipd's share apart.
+  const fullChanges = [];
   const bare = [];
+  const edit = (w) => run('ipvsadm', ['-e', '-t', `${svc.vip}:${svc.port}`, '-r', `${rs.address}:${svc.port}`, '-g', '-w', String(w)]);
   for (let i = 0; i < CHANGES; i++) {
-    const w = String(i % 2 === 0 ? 50 : 100);
-    bare.push(await run('ipvsadm', ['-e', '-t', `${svc.vip}:${svc.port}`, '-r', `${rs.address}:${svc.port}`, '-g', '-w', w]));
+    let c0 = performance.now();
+    weights.set(key, 50);
+    desired = withService(desired, desiredService(svc, weights));
+    let r = await manager.reconcile(desired);
+    changes.push({ ms: performance.now() - c0, ops: r.ops });
+    c0 = performance.now();
+    weights.set(key, 100);
+    desired = desiredTable(config, weights);
+    r = await manager.reconcile(desired);
+    fullChanges.push({ ms: performance.now() - c0, ops: r.ops });
+    bare.push(await edit(70), await edit(100));
   }
   const rssBusyMb = process.memoryUsage().rss / 2 ** 20;
   // Steady state: V8 returns the cold sync's peak to the system only once the process has been
@@ -128,12 +141,14 @@ async function vipd() {
   // Nothing to change, with a table rebuilt from config (as after a reload): compared in full.
   desired = undefined;
   const t3 = performance.now();
-  const rebuilt = await manager.reconcile(desiredTable(config, weights));
+  const rebuilt = await manager.reconcile(desiredTable(services(), weights));
   const rebuiltMs = performance.now() - t3;
   const rssAfterRebuildMb = process.memoryUsage().rss / 2 ** 20;
   manager.stop();
   await run('ipvsadm', ['-C']);
   return {
+    from,
+    to,
     coldMs,
     startMs: t1 - t0,
     buildMs: t2 - t1,
@@ -144,6 +159,9 @@ async function vipd() {
     changeMs: median(changes.map((c) => c.ms)),
     changeOps: Math.max(...changes.map((c) => c.ops)),
     changes: changes.map((c) => Math.round(c.ms)),
+    fullChangeMs: median(fullChanges.map((c) => c.ms)),
+    fullChangeOps: Math.max(...fullChanges.map((c) => c.ops)),
+    fullChanges: fullChanges.map((c) => Math.round(c.ms)),
     bareMs: median(bare),
     rssMb,
     rssBusyMb,

@@ -17,6 +17,11 @@ export interface RouteIntent {
   vip: VipConfig;
   /** `softfail`: still announced, with the VIP's worse soft-fail attributes. */
   state: 'up' | 'softfail';
+  /**
+   * Up, but not to be announced yet (its address or IPVS is still being applied). Not sent to
+   * gobgpd; after a restart it holds back End-of-RIB (see speaker.ts).
+   */
+  pending?: boolean;
 }
 
 /** One route as vipd wants it in gobgpd, in a normalised, comparable form. */

@@ -5,8 +5,11 @@
  *
  * Graceful restart: after a crash or kill -9 of vipd or gobgpd, the new gobgpd gets every
  * path first and the peers last, added with `local_restarting`, so routers keep our routes
- * as stale and see them refreshed with no withdrawal. That is also why peers are only added
- * on the first setRoutes(): a restarted vipd must not send End-of-RIB before its routes.
+ * as stale and see them refreshed with no withdrawal. The End-of-RIB gobgpd sends once a
+ * session is up makes routers drop every stale route not refreshed by then, so peers are added
+ * only when the route set is complete: not before the first setRoutes() (the coordinator calls
+ * it once health has decided), and while restarting not while any VIP is `pending` (up, but
+ * its address or IPVS not applied yet), for at most half the graceful restart time.
  */
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
@@ -113,6 +116,11 @@ export class BgpSpeaker extends EventEmitter<Events> {
   private rejected: RejectedRoute[] = [];
   /** The next peers added get graceful restart's Restart State (gobgpd was restarted). */
   private restarting = false;
+  /** VIPs of the last setRoutes() that are up but not announced yet. */
+  private pending = 0;
+  /** While restarting: ends the wait for pending VIPs (peers are added anyway). */
+  private holdTimer?: NodeJS.Timeout;
+  private holdExpired = false;
   private started = false;
   private stopped = false;
   private readonly status = new Map<string, PeerStatus>();
@@ -188,11 +196,14 @@ export class BgpSpeaker extends EventEmitter<Events> {
       const { recovered, client } = await this.supervisor.start();
       this.restarting = recovered;
       if (recovered) this.log.info('previous gobgpd did not stop cleanly: graceful restart, routers keep our routes until we refresh them');
-      try {
-        await this.restore(client);
-      } catch (e) {
-        await this.supervisor.stop('SIGKILL');
-        throw e;
+      // Without a client gobgpd is still starting: its `ready` restores it.
+      if (client) {
+        try {
+          await this.restore(client);
+        } catch (e) {
+          await this.supervisor.stop('SIGKILL');
+          throw e;
+        }
       }
       this.started = true;
     });
@@ -216,15 +227,42 @@ export class BgpSpeaker extends EventEmitter<Events> {
     this.emit('gobgpd', 'up');
   }
 
-  /** Adds every configured peer gobgpd does not have yet (all of them after a (re)start). */
+  /**
+   * Adds every configured peer gobgpd does not have yet (all of them after a (re)start), unless
+   * routes are not set yet or, while restarting, some VIP is pending: a session opened now
+   * would end with End-of-RIB and routers would drop the stale routes of those VIPs.
+   */
   private async addPeers(client: GobgpClient): Promise<void> {
+    if (!this.synced || this.holding()) return;
     const missing = this.cfg.peers.filter((p) => !this.inGobgpd.has(peerKey(p)));
     for (const p of missing) {
       await client.addPeer(toPeerMsg(p, this.cfg, { restarting: this.restarting }));
       this.inGobgpd.add(peerKey(p));
     }
     this.restarting = false;
+    this.holdExpired = false;
+    clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
     if (missing.length) this.log.info('peers configured', { peers: missing.map(peerKey) });
+  }
+
+  /** Whether peers wait for pending VIPs; starts the wait's time limit on first use. */
+  private holding(): boolean {
+    if (!this.restarting || this.pending === 0 || this.holdExpired) return false;
+    if (!this.holdTimer) {
+      // Well inside the routers' stale timer (the restart time we advertise).
+      const ms = this.cfg.gracefulRestart.restartTime / 2;
+      this.log.info('graceful restart: sessions wait until the pending VIPs are announced', { pending: this.pending, maxMs: ms });
+      this.holdTimer = setTimeout(() => {
+        this.serial(async () => {
+          this.holdExpired = true;
+          if (this.stopped || !this.live) return;
+          this.log.warn('graceful restart: VIPs still pending; opening sessions without them', { pending: this.pending });
+          await this.addPeers(this.live);
+        }).catch((e: unknown) => this.log.error('adding peers failed', { error: (e as Error).message }));
+      }, ms);
+    }
+    return true;
   }
 
   /**
@@ -235,7 +273,8 @@ export class BgpSpeaker extends EventEmitter<Events> {
   setRoutes(intents: readonly RouteIntent[]): Promise<RouteChanges> {
     return this.serial(async () => {
       if (this.stopped) throw new Error('BGP speaker is stopped');
-      this.intents = intents;
+      this.intents = intents.filter((i) => !i.pending);
+      this.pending = intents.length - this.intents.length;
       this.synced = true;
       const changes = await this.sync(this.live);
       if (this.live) await this.addPeers(this.live);
@@ -328,6 +367,7 @@ export class BgpSpeaker extends EventEmitter<Events> {
         this.supervisor = this.makeSupervisor(next);
         const { client } = await this.supervisor.start();
         this.restarting = true;
+        if (!client) return { peers, routes: { ...NO_CHANGES, rejected: this.rejected, deferred: true }, restarted: true };
         try {
           await this.restore(client);
         } catch (e) {
@@ -350,7 +390,7 @@ export class BgpSpeaker extends EventEmitter<Events> {
           await client.deletePeer(key);
           this.inGobgpd.delete(key);
         }
-        if (this.synced) await this.addPeers(client);
+        await this.addPeers(client);
         if (pd.remove.length + pd.update.length + pd.add.length) this.log.info('peers changed', peers);
       }
       return { peers, routes: await this.sync(this.live), restarted: false };
@@ -367,6 +407,8 @@ export class BgpSpeaker extends EventEmitter<Events> {
     return this.serial(async () => {
       if (this.stopped) return;
       this.stopped = true;
+      clearTimeout(this.holdTimer);
+      this.holdTimer = undefined;
       if (opts.withdraw && this.live && this.announced.size > 0) {
         this.intents = [];
         try {

@@ -9,6 +9,10 @@
  * leaves the peers in graceful-restart helper mode (routes kept as stale). The pid file
  * survives a SIGKILL stop or a crash of vipd, so the next start knows it is a restart: it
  * kills a leftover gobgpd with SIGKILL too and reports `recovered`.
+ *
+ * A gobgpd that is slow to answer (a loaded host: it has taken over 15 s under emulation) or
+ * dies while starting is tried again like a crashed one, each attempt waiting longer for its
+ * API, so BGP comes up late rather than never. Only one that cannot be spawned is an error.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -49,6 +53,11 @@ type Events = {
   exit: [info: { code: number | null; signal: NodeJS.Signals | null }];
   log: [entry: GobgpdLogEntry];
 };
+
+/** gobgpd could not be spawned at all (binary missing, not executable). */
+export class GobgpdSpawnError extends Error {
+  override name = 'GobgpdSpawnError';
+}
 
 interface Instance {
   child: ChildProcess;
@@ -107,15 +116,23 @@ export class GobgpdSupervisor extends EventEmitter<Events> {
   /**
    * Starts gobgpd and waits until its API answers. `recovered`: a previous vipd left gobgpd
    * behind (running, then killed here with SIGKILL, or already dead) instead of stopping it.
+   * Without `client`, the first attempt failed and gobgpd is being started again: `ready`
+   * fires once it answers. Throws GobgpdSpawnError when gobgpd cannot be spawned.
    */
-  async start(): Promise<{ recovered: boolean; client: GobgpClient }> {
+  async start(): Promise<{ recovered: boolean; client?: GobgpClient }> {
     if (this.current) throw new Error('gobgpd is already running');
     this.stopping = false;
     this.abort = new AbortController();
     for (const dir of new Set([this.opts.runDir, dirname(this.opts.socket)])) mkdirSync(dir, { recursive: true, mode: 0o700 });
     const recovered = await this.takeOverLeftover();
-    const client = await this.launch();
-    return { recovered, client };
+    try {
+      return { recovered, client: await this.launch() };
+    } catch (e) {
+      if (e instanceof GobgpdSpawnError || this.stopping) throw e;
+      this.log.error('gobgpd did not start; trying again', { error: (e as Error).message });
+      this.scheduleRestart();
+      return { recovered };
+    }
   }
 
   /**
@@ -210,7 +227,7 @@ export class GobgpdSupervisor extends EventEmitter<Events> {
       child.once('spawn', () => resolve(undefined));
       child.once('error', (e) => resolve(e));
     });
-    if (spawned || child.pid === undefined) throw new Error(`cannot start ${argv.join(' ')}: ${spawned?.message ?? 'no pid'}`);
+    if (spawned || child.pid === undefined) throw new GobgpdSpawnError(`cannot start ${argv.join(' ')}: ${spawned?.message ?? 'no pid'}`);
     child.on('error', (e) => this.log.warn('gobgpd process error', { error: e.message }));
     const inst: Instance = {
       child,
@@ -245,7 +262,9 @@ export class GobgpdSupervisor extends EventEmitter<Events> {
   }
 
   private async waitReady(inst: Instance, client: GobgpClient): Promise<void> {
-    const deadline = inst.startedAt + this.opts.startTimeoutMs;
+    // Each consecutive failure allows more time, up to 4x.
+    const timeoutMs = this.opts.startTimeoutMs * Math.min(4, 2 ** this.failures);
+    const deadline = inst.startedAt + timeoutMs;
     let secured = false;
     let lastError = 'no API socket yet';
     for (;;) {
@@ -266,7 +285,7 @@ export class GobgpdSupervisor extends EventEmitter<Events> {
           lastError = (e as Error).message;
         }
       }
-      if (Date.now() > deadline) throw new Error(`gobgpd not ready within ${this.opts.startTimeoutMs} ms: ${lastError}`);
+      if (Date.now() > deadline) throw new Error(`gobgpd not ready within ${timeoutMs} ms: ${lastError}`);
       await sleep(50, this.abort.signal);
     }
   }

@@ -58,7 +58,8 @@ function printStatus(s: StatusReport): void {
     if (nics) out(`nics      ${nics}`);
   }
   const r = s.config.lastReload;
-  out(`config    ${s.config.file} version ${s.config.version}; last reload ${r.at} ${r.ok ? 'ok' : 'REFUSED'}`);
+  out(`config    ${s.config.file} version ${s.config.version}`);
+  out(`reload    ${r.at} ${r.ok ? 'ok' : 'REFUSED'}${r.version && r.version !== s.config.version ? ` (version ${r.version})` : ''}`);
   for (const p of r.problems.slice(0, 5)) out(`          ${p}`);
   for (const p of s.problems) out(`problem   ${p}`);
   if (s.overrides.drained.length || s.overrides.disabled.length) {

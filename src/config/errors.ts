@@ -15,6 +15,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const p of path) {
     if (typeof p === 'number') out += `[${p}]`;
+    // Keys that are empty or not identifiers (typos, stray punctuation) are quoted so the path still shows them.
+    else if (!/^[A-Za-z_][\w-]*$/.test(String(p))) out += `[${JSON.stringify(String(p))}]`;
     else out += out ? `.${String(p)}` : String(p);
   }
   return out;

@@ -6,9 +6,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import nconf from 'nconf';
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isNode, visit, type Document } from 'yaml';
 import { configSchema, configShape, type Config } from './schema.js';
-import { problemsFromIssues, type ConfigProblem } from './errors.js';
+import { formatPath, problemsFromIssues, type ConfigProblem } from './errors.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/vipd/vipd.yaml';
 
@@ -43,7 +43,19 @@ export function parseConfigText(text: string): { ok: true; file: ParsedFile } | 
       })),
     };
   }
-  const data: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (e) {
+    // An alias before its anchor, or one that expands past maxAliasCount, only shows up here.
+    let line: number | undefined;
+    visit(doc, {
+      Alias(_, node) {
+        if (line === undefined && node.range) line = lines.linePos(node.range[0]).line;
+      },
+    });
+    return { ok: false, problems: [{ path: '', message: (e as Error).message.split('\n')[0] ?? 'bad alias', line: line ?? 1 }] };
+  }
   if (typeof data !== 'object' || Array.isArray(data)) {
     return { ok: false, problems: [{ path: '', message: 'the file must hold a mapping of sections (node, bgp, vips, services, ...)' }] };
   }
@@ -80,7 +92,7 @@ function nest(pairs: readonly (readonly [string[], unknown])[]): Record<string, 
   for (const [keys, value] of pairs) {
     let o = data;
     keys.slice(0, -1).forEach((k) => {
-      const next = o[k];
+      const next = Object.hasOwn(o, k) ? o[k] : undefined;
       o = (o[k] = typeof next === 'object' && next !== null ? next : {}) as Record<string, unknown>;
     });
     o[keys[keys.length - 1] as string] = value;
@@ -93,8 +105,11 @@ function setToObject(set: readonly string[]): { data: Record<string, unknown>; p
   const pairs: [string[], unknown][] = [];
   for (const s of set) {
     const eq = s.indexOf('=');
+    const keys = s.slice(0, Math.max(eq, 0)).split('.');
     if (eq <= 0) problems.push({ path: '', message: `--set ${s}: expected section.key=value` });
-    else pairs.push([s.slice(0, eq).split('.'), parseValue(s.slice(eq + 1))]);
+    // Never a setting, and as a path they would reach Object.prototype.
+    else if (keys.some((k) => k === '__proto__' || k === 'constructor' || k === 'prototype')) problems.push({ path: '', message: `--set ${s}: not a setting` });
+    else pairs.push([keys, parseValue(s.slice(eq + 1))]);
   }
   return { data: nest(pairs), problems };
 }
@@ -106,6 +121,17 @@ function lineOf(file: ParsedFile | undefined, path: readonly PropertyKey[]): num
     if (isNode(node) && node.range) return file.lines.linePos(node.range[0]).line;
   }
   return undefined;
+}
+
+/** nconf's merge drops some `__proto__` keys (at the top level), so they are found before it and reported like any unknown key. */
+function protoKeyPaths(v: unknown, path: PropertyKey[] = [], out: PropertyKey[][] = []): PropertyKey[][] {
+  if (typeof v !== 'object' || v === null) return out;
+  for (const [k, x] of Object.entries(v)) {
+    const here = [...path, Array.isArray(v) ? Number(k) : k];
+    if (k === '__proto__') out.push(here);
+    else protoKeyPaths(x, here, out);
+  }
+  return out;
 }
 
 /** Validates already-parsed config data (from any source); problems carry line numbers when `file` is given. */
@@ -152,5 +178,10 @@ export function loadConfig(opts: LoadOptions = {}): LoadResult {
   provider.use('file', { type: 'literal', store: parsed.file.data });
   const merged: unknown = provider.get();
   const result = validateConfig(merged, parsed.file);
+  const reported = new Set(result.ok ? [] : result.problems.map((p) => p.path));
+  const proto = protoKeyPaths(parsed.file.data)
+    .map((keys) => ({ path: formatPath(keys), message: 'unknown setting', line: lineOf(parsed.file, keys) }))
+    .filter((p) => !reported.has(p.path));
+  if (proto.length) return { ok: false, file: path, problems: [...proto, ...(result.ok ? [] : result.problems)] };
   return { ...result, file: path };
 }

@@ -378,6 +378,14 @@ export const configShape = z.strictObject({
       group: z.string().optional(),
     })
     .prefault({}),
+  journal: z
+    .strictObject({
+      /** Events kept in memory. */
+      capacity: z.number().int().min(100).max(1_000_000).default(10_000),
+      /** Size cap of STATE_DIR/journal.jsonl in bytes; past it the file keeps the newest half. */
+      maxFileBytes: z.number().int().min(4096).max(1 << 30).default(8 * 1024 * 1024),
+    })
+    .prefault({}),
   metrics: z
     .strictObject({
       enabled: z.boolean().default(true),

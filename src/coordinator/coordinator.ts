@@ -21,7 +21,7 @@ import type { IpvsManager, ReconcileResult } from '../ipvs/manager.js';
 import type { DesiredTable } from '../ipvs/model.js';
 import type { Logger } from '../log/logger.js';
 import { canonicalAddress } from '../util/ip.js';
-import { desiredState, type AgentReport, type DesiredState, type TargetHealth, type VipState } from './desired.js';
+import { desiredState, targetId, type AgentReport, type DesiredState, type TargetHealth, type VipState } from './desired.js';
 import type { Journal } from './journal.js';
 import { Lane, type LaneResult } from './lane.js';
 import type { Metrics } from './metrics.js';
@@ -82,11 +82,15 @@ export class Coordinator {
   private synced = false;
   private stopped = false;
   private batchTimer?: NodeJS.Timeout;
+  private deferred?: NodeJS.Immediate;
   private graceTimer?: NodeJS.Timeout;
   private last?: DesiredState;
   private readonly ipvsLane: Lane<DesiredTable, ReconcileResult>;
   private readonly bgpLane: Lane<RouteIntent[], RouteChanges>;
   private readonly addrLane: Lane<HostAddress[], AddressChanges>;
+  /** Each checked target's VIP, and each VIP with its services (for takesVipDown). */
+  private vipOfTarget = new Map<string, string>();
+  private vipParts = new Map<string, { vips: VipConfig[]; services: ServiceConfig[] }>();
   /** Passes that reached the lanes; tests and benchmarks wait on it. */
   passes = 0;
 
@@ -95,23 +99,30 @@ export class Coordinator {
     private readonly d: CoordinatorDeps,
   ) {
     this.config = config;
+    this.indexVips();
     this.log = d.log.child('coordinator');
     this.ipvsLane = new Lane(
       (t) => (d.ipvs ? d.ipvs.reconcile(t) : Promise.resolve({ ops: 0, durationMs: 0, draining: 0, reread: false, refused: [] })),
       (r) => this.laneDone('ipvs', r),
     );
     this.bgpLane = new Lane((i) => (d.bgp ? d.bgp.setRoutes(i) : Promise.resolve(noRoutes())), (r) => this.laneDone('bgp', r));
+    // Unchanged addresses are not applied again: each apply lists the kernel's addresses, a
+    // process spawn that would compete with the IPVS batch of every health change.
     this.addrLane = new Lane(
       (a) => (d.addresses ? d.addresses.reconcile('bgp', a) : Promise.resolve({ added: [], removed: [], failed: [], refused: [] })),
       (r) => this.laneDone('addresses', r),
+      (a, b) => JSON.stringify(a) === JSON.stringify(b),
     );
     d.health.on('transition', (e) => {
       const prev = this.health.get(e.id);
       // A first result that starts a rise is not a verdict yet: a restarted vipd must not zero
       // the weights of realservers that are healthy but have not passed `rise` checks again.
-      this.health.set(e.id, { up: e.up, known: !(e.first && e.pending), reason: e.reason });
-      if (!prev || prev.up !== e.up) d.journal.append('health', `${e.id} ${e.up ? 'up' : 'down'}`, { reason: e.reason });
-      this.schedule();
+      const known = !(e.first && e.pending);
+      this.health.set(e.id, { up: e.up, known, reason: e.reason });
+      if (known && (!prev?.known || prev.up !== e.up)) d.journal.append('health', `${e.id} ${e.up ? 'up' : 'down'}`, { reason: e.reason });
+      // A route to a VIP that just lost its last needed realserver blackholes traffic: its
+      // withdrawal does not wait out the batch (the pass still carries everything batched so far).
+      this.schedule(prev?.up && !e.up && this.takesVipDown(e.id) ? 0 : undefined);
     });
     d.health.on('agent', (e) => {
       this.agents.set(e.id, e.answered ? { down: e.down, drain: e.drain, ...(e.weightPercent !== undefined ? { weightPercent: e.weightPercent } : {}) } : (this.agents.get(e.id) ?? {}));
@@ -189,6 +200,34 @@ export class Coordinator {
     }, delayMs);
   }
 
+  private indexVips(): void {
+    this.vipOfTarget = new Map();
+    this.vipParts = new Map();
+    for (const v of this.config.vips) this.vipParts.set(canonicalAddress(v.address), { vips: [v], services: [] });
+    for (const s of this.config.services) {
+      const vip = canonicalAddress(s.vip);
+      this.vipParts.get(vip)?.services.push(s);
+      if (s.check) for (const r of s.realservers) this.vipOfTarget.set(targetId(s, r), vip);
+    }
+  }
+
+  /** Whether the target's VIP, up now, is down with the current health (that VIP alone is derived). */
+  private takesVipDown(id: string): boolean {
+    const vip = this.vipOfTarget.get(id);
+    const was = vip ? this.vipStates.get(vip) : undefined;
+    const parts = vip ? this.vipParts.get(vip) : undefined;
+    if (!vip || !parts || (was !== 'up' && was !== 'softfail')) return false;
+    const now = desiredState({
+      config: { ...this.config, ...parts },
+      health: this.health,
+      agents: this.agents,
+      overrides: this.d.overrides.overrides(new Set(this.config.nodes.map((n) => n.name))),
+      linkDown: this.linkDown,
+      previous: this.vipStates,
+    }).vips.get(vip)?.state;
+    return now !== 'up' && now !== 'softfail';
+  }
+
   private allKnown(): boolean {
     return healthTargets(this.config).every((t) => 'agent' in t || this.health.get(t.id)?.known === true);
   }
@@ -255,15 +294,25 @@ export class Coordinator {
     }
     this.passes++;
     this.weights = weights;
-    this.ipvsLane.set(table, gen);
-    this.addrLane.set(addresses, gen);
-    // Announce a VIP only once its address and IPVS are in place.
-    const ready = intents.filter((i) => {
+    // Announce a VIP only once its address and IPVS are in place; until then it is pending
+    // (after a restart, BGP holds End-of-RIB for it so routers keep its stale route).
+    const routes = intents.map((i) => {
       const addr = canonicalAddress(i.vip.address);
       const since = this.upGen.get(addr) ?? gen;
-      return this.announced.has(addr) || (this.ipvsLane.applied >= since && this.addrLane.applied >= since);
+      return this.announced.has(addr) || (this.ipvsLane.applied >= since && this.addrLane.applied >= since) ? i : { ...i, pending: true };
     });
-    this.bgpLane.set(ready, gen);
+    // A withdrawal goes out first: the other lanes' process spawns (slow on a busy or emulated
+    // host) start only once the BGP call is under way. Announcements still wait for IPVS (above).
+    const sent = new Set(routes.filter((r) => !r.pending).map((r) => canonicalAddress(r.vip.address)));
+    const withdrawing = [...this.announced].some((a) => !sent.has(a));
+    this.bgpLane.set(routes, gen);
+    const rest = (): void => {
+      this.deferred = undefined;
+      this.ipvsLane.set(table, gen);
+      this.addrLane.set(addresses, gen);
+    };
+    if (withdrawing) this.deferred = setImmediate(rest);
+    else rest();
     this.d.arp?.setVips(
       [...desired.vips.values()].filter((v) => v.config.mode === 'arp').map((v) => ({ vip: v.config, up: v.state === 'up' || v.state === 'softfail' })),
     );
@@ -280,6 +329,8 @@ export class Coordinator {
   }
 
   private laneDone<T, R>(lane: 'ipvs' | 'bgp' | 'addresses', r: LaneResult<T, R>): void {
+    // Nothing was applied, so nothing new can be announced either.
+    if (r.skipped) return;
     const m = this.d.metrics;
     if (r.error) {
       m?.reconcileErrors.inc({ subsystem: lane });
@@ -303,7 +354,7 @@ export class Coordinator {
       for (const x of res.rejected) this.d.journal.append('route', `refused ${x.address}`, { reason: x.reason });
       if (!res.deferred) {
         this.announced.clear();
-        for (const i of r.value as RouteIntent[]) this.announced.add(canonicalAddress(i.vip.address));
+        for (const i of r.value as RouteIntent[]) if (!i.pending) this.announced.add(canonicalAddress(i.vip.address));
       }
       this.retireAfterWithdraw(r.generation);
       return;
@@ -344,6 +395,7 @@ export class Coordinator {
       }
     }
     this.config = next;
+    this.indexVips();
     const summary = this.d.health.update(healthTargets(next));
     for (const id of summary.removed) this.health.delete(id);
     for (const id of summary.changed) this.health.delete(id);
@@ -355,6 +407,7 @@ export class Coordinator {
   /** Waits until every lane is idle (tests, benchmarks, shutdown). */
   async settle(): Promise<void> {
     for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setImmediate(r));
       if (this.batchTimer) await new Promise((r) => setTimeout(r, this.config.coordinator.batchDelay + 5));
       await Promise.all([this.ipvsLane.idle(), this.bgpLane.idle(), this.addrLane.idle()]);
     }
@@ -366,6 +419,7 @@ export class Coordinator {
     this.stopped = true;
     clearTimeout(this.batchTimer);
     clearTimeout(this.graceTimer);
+    clearImmediate(this.deferred);
     for (const r of this.retiring.values()) clearTimeout(r.timer);
     await this.d.presence.close();
     this.ipvsLane.close();

@@ -19,7 +19,7 @@ import type { ReloadReport } from './api.js';
 import { Coordinator } from './coordinator.js';
 import { Journal } from './journal.js';
 import { Metrics } from './metrics.js';
-import { OverrideStore } from './overrides.js';
+import { OverrideStore, overrideProblem } from './overrides.js';
 import { planReload } from './plan.js';
 import { PresencePorts } from './presence.js';
 import { StatusServer } from './status-server.js';
@@ -49,6 +49,11 @@ export class Daemon {
   private status?: StatusServer;
   private view?: StatusView;
   private stopping?: Promise<void>;
+  private bgpRetry?: NodeJS.Timeout;
+  private bgpProblem?: string;
+  /** The reload running now (chain tail) and the one queued behind it, which later requests share. */
+  private reloadTail: Promise<unknown> = Promise.resolve();
+  private reloadQueued?: Promise<ReloadReport>;
   private readonly started = Date.now();
   private readonly problems: string[] = [];
   private readonly keepAlive: NodeJS.Timeout;
@@ -67,7 +72,7 @@ export class Daemon {
     const r = loadConfig(opts.load);
     if (r.ok) configureLogging(r.config.log.level, r.config.log.format);
     const d = new Daemon(opts, r.file ?? '');
-    process.on('SIGHUP', () => void d.reload());
+    process.on('SIGHUP', () => void d.reload().catch(() => undefined));
     process.once('SIGTERM', () => void d.stop('SIGTERM').then(() => process.exit(0)));
     process.once('SIGINT', () => void d.stop('SIGINT').then(() => process.exit(0)));
     if (r.ok) {
@@ -91,7 +96,7 @@ export class Daemon {
     this.version = version;
     const log = this.log;
     log.info('vipd starting', { version: VERSION, config: version, node: config.node.name, vips: config.vips.length, services: config.services.length });
-    this.journal = new Journal({ capacity: 10_000, file: join(config.node.stateDir, 'journal.jsonl'), maxFileBytes: 8 * 1024 * 1024 });
+    this.journal = new Journal({ capacity: config.journal.capacity, file: join(config.node.stateDir, 'journal.jsonl'), maxFileBytes: config.journal.maxFileBytes });
     this.overrides = new OverrideStore(join(config.node.stateDir, 'overrides.json'));
     this.journal.append('daemon', 'vipd started', { version: VERSION, config: version });
 
@@ -144,13 +149,23 @@ export class Daemon {
       try {
         await bgp.start();
       } catch (e) {
-        this.problem(`BGP: ${(e as Error).message}`);
+        this.retryBgp(bgp, e, 0);
       }
     }
     const presence = new PresencePorts('::', log.child('presence'));
+    // The coordinator counts into the metrics, whose gauges read the view built on it.
+    this.metrics = config.metrics.enabled
+      ? new Metrics({
+          vips: () => this.view?.vips() ?? [],
+          services: () => this.view?.services() ?? [],
+          peers: () => this.view?.peers() ?? [],
+          refreshPeers: async () => this.view?.refreshPeers(),
+        })
+      : undefined;
     this.coordinator = new Coordinator(config, {
       log,
       journal: this.journal,
+      ...(this.metrics ? { metrics: this.metrics } : {}),
       health,
       ipvs,
       ...(bgp ? { bgp } : {}),
@@ -161,8 +176,7 @@ export class Daemon {
       presence,
     });
     this.view = new StatusView(this.coordinator, health, ipvs, bgp);
-    if (config.metrics.enabled) {
-      this.metrics = new Metrics(this.view);
+    if (this.metrics) {
       try {
         await this.metrics.listen(config.metrics.listen, log);
       } catch (e) {
@@ -171,6 +185,26 @@ export class Daemon {
     }
     await this.serveStatus(config);
     this.coordinator.start();
+  }
+
+  /**
+   * A gobgpd that fails or is slow to come up at start (a loaded host) is retried with backoff
+   * instead of leaving the director without BGP until the next restart.
+   */
+  private retryBgp(bgp: BgpSpeaker, e: unknown, attempt: number): void {
+    if (this.stopping) return;
+    this.bgpProblem = `BGP: ${(e as Error).message}`;
+    this.log.error(`${this.bgpProblem}; retrying`, { attempt });
+    this.journal?.append('daemon', this.bgpProblem, { attempt });
+    this.bgpRetry = setTimeout(() => {
+      bgp.start().then(
+        () => {
+          this.bgpProblem = undefined;
+          this.journal?.append('daemon', 'BGP started', { attempt: attempt + 1 });
+        },
+        (err: unknown) => this.retryBgp(bgp, err, attempt + 1),
+      );
+    }, Math.min(30_000, 1000 * 2 ** attempt));
   }
 
   private problem(p: string): void {
@@ -195,6 +229,8 @@ export class Daemon {
       const target = typeof p.target === 'string' ? p.target : '';
       if (!target || target.length > 200) throw new Error('target must be a realserver address, ADDRESS:PORT, node name or VIP');
       if (!this.overrides || !this.coordinator) throw new Error('vipd is not configured');
+      const problem = overrideProblem(this.coordinator.running, this.overrides.view(), kind, target);
+      if (problem) throw new Error(`${kind}: ${problem}`);
       if (this.overrides.set(kind, target)) {
         this.journal?.append('override', `${kind} ${target}`);
         this.coordinator.schedule(0);
@@ -204,7 +240,10 @@ export class Daemon {
     return {
       status: async () => ({ value: await this.statusReport() }),
       services: (p) => ({ value: this.view?.services(typeof p.vip === 'string' ? p.vip : undefined) ?? [] }),
-      peers: () => ({ value: this.view?.peers() ?? [] }),
+      peers: async () => {
+        await this.view?.refreshPeers();
+        return { value: this.view?.peers() ?? [] };
+      },
       events: (p) => {
         const since = typeof p.since === 'number' ? p.since : 0;
         const limit = typeof p.limit === 'number' ? Math.min(10_000, p.limit) : 1000;
@@ -235,6 +274,7 @@ export class Daemon {
 
   private async statusReport(): Promise<import('./api.js').StatusReport> {
     const c = this.config;
+    await this.view?.refreshPeers();
     const extra = [this.journal?.writeError, this.overrides?.writeError].filter((x): x is string => !!x).map((x) => `state directory: ${x}`);
     return {
       node: c?.node.name ?? '-',
@@ -247,12 +287,27 @@ export class Daemon {
       vips: this.view?.vips() ?? [],
       services: (this.view?.services() ?? []).map((s) => ({ id: s.id, vip: s.vip, healthy: s.healthy, total: s.total })),
       overrides: this.overrides?.view() ?? { drained: [], disabled: [] },
-      problems: [...(c ? [] : ['no valid config: not serving']), ...this.problems, ...extra],
+      problems: [...(c ? [] : ['no valid config: not serving']), ...this.problems, ...(this.bgpProblem ? [this.bgpProblem] : []), ...extra],
     };
   }
 
-  /** Validates the config file in full; applies only the difference when valid. */
-  async reload(): Promise<ReloadReport> {
+  /**
+   * Validates the config file in full; applies only the difference when valid. Reloads run one
+   * at a time (overlapping ones would interleave reconfiguration); requests arriving while one
+   * runs share the next, which reads the newest file, so a storm of SIGHUPs costs two passes.
+   */
+  reload(): Promise<ReloadReport> {
+    if (this.reloadQueued) return this.reloadQueued;
+    const next = this.reloadTail.then(() => {
+      this.reloadQueued = undefined;
+      return this.reloadNow();
+    });
+    this.reloadQueued = next;
+    this.reloadTail = next.catch((e: unknown) => this.problem(`reload failed: ${(e as Error).message}`));
+    return next;
+  }
+
+  private async reloadNow(): Promise<ReloadReport> {
     const r = loadConfig(this.opts.load);
     if (!r.ok) {
       this.refused(r);
@@ -288,6 +343,7 @@ export class Daemon {
       this.log.info('vipd stopping', { reason });
       this.journal?.append('daemon', 'vipd stopping', { reason });
       process.removeAllListeners('SIGHUP');
+      clearTimeout(this.bgpRetry);
       await this.coordinator?.stop();
       await this.metrics?.close();
       await this.status?.stop();

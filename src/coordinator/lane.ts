@@ -8,6 +8,8 @@ export interface LaneResult<T, R> {
   value: T;
   result?: R;
   error?: Error;
+  /** The state equalled the last one applied, so apply was not called. */
+  skipped?: boolean;
 }
 
 export class Lane<T, R> {
@@ -15,16 +17,25 @@ export class Lane<T, R> {
   private running = false;
   private closed = false;
   private lastApplied = 0;
+  private lastValue?: { value: T };
   private idleWaiters: (() => void)[] = [];
 
+  /** With `equal`, a state equal to the last one applied successfully is not applied again. */
   constructor(
     private readonly apply: (value: T) => Promise<R>,
     private readonly done: (r: LaneResult<T, R>) => void,
+    private readonly equal?: (a: T, b: T) => boolean,
   ) {}
 
   /** Offers a new desired state; older ones not yet applied are dropped. */
   set(value: T, generation: number): void {
     if (this.closed) return;
+    if (!this.running && this.lastValue && this.equal?.(this.lastValue.value, value)) {
+      this.pending = undefined;
+      this.lastApplied = Math.max(this.lastApplied, generation);
+      this.done({ generation, value, skipped: true });
+      return;
+    }
     this.pending = { value, generation };
     if (!this.running) void this.drain();
   }
@@ -46,6 +57,7 @@ export class Lane<T, R> {
       try {
         const result = await this.apply(value);
         this.lastApplied = Math.max(this.lastApplied, generation);
+        this.lastValue = { value };
         this.done({ generation, value, result });
       } catch (e) {
         this.done({ generation, value, error: e instanceof Error ? e : new Error(String(e)) });

@@ -12,6 +12,8 @@ export interface MetricsSource {
   vips(): VipView[];
   services(): ServiceView[];
   peers(): PeerView[];
+  /** Brings what peers() reports up to date before a scrape (bounded by the source). */
+  refreshPeers?(): Promise<void>;
 }
 
 const VIP_STATES = ['up', 'softfail', 'down', 'pending', 'disabled'] as const;
@@ -27,9 +29,9 @@ export class Metrics {
   readonly reloads: Counter<'result'>;
   private server?: Server;
 
-  constructor(source: MetricsSource) {
+  constructor(private readonly source: MetricsSource) {
     const r = this.registry;
-    collectDefaultMetrics({ register: r, prefix: 'vipd_process_' });
+    collectDefaultMetrics({ register: r, prefix: 'vipd_' });
     this.reconciles = new Counter({ name: 'vipd_reconciles_total', help: 'Reconcile passes applied, by subsystem', labelNames: ['subsystem'], registers: [r] });
     this.reconcileErrors = new Counter({ name: 'vipd_reconcile_errors_total', help: 'Reconcile passes that failed, by subsystem', labelNames: ['subsystem'], registers: [r] });
     this.reconcileSeconds = new Histogram({
@@ -125,10 +127,12 @@ export class Metrics {
         res.writeHead(404).end();
         return;
       }
-      this.registry.metrics().then(
-        (body) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(body),
-        (e: unknown) => res.writeHead(500).end(String(e)),
-      );
+      Promise.resolve(this.source.refreshPeers?.())
+        .then(() => this.registry.metrics())
+        .then(
+          (body) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(body),
+          (e: unknown) => res.writeHead(500).end(String(e)),
+        );
     });
     server.headersTimeout = 5000;
     server.requestTimeout = 10_000;

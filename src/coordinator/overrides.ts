@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { canonicalAddress } from '../util/ip.js';
 import { isIP } from 'node:net';
+import type { Config } from '../config/schema.js';
 import type { Overrides } from './desired.js';
 import type { OverridesView } from './api.js';
 
@@ -23,6 +24,33 @@ export function canonicalTarget(t: string): string {
   const v4 = /^([\d.]+):(\d+)$/.exec(t);
   if (v4?.[1] && isIP(v4[1]) === 4) return `${v4[1]}:${v4[2]}`;
   return t;
+}
+
+/**
+ * Why `kind target` cannot apply to `config`, or undefined when it can. Drain and disable must
+ * name something configured (a typo must not pass as done); undrain and enable may also name
+ * anything still stored, such as a realserver removed from config since.
+ */
+export function overrideProblem(
+  config: Pick<Config, 'vips' | 'services' | 'nodes'>,
+  stored: OverridesView,
+  kind: 'drain' | 'undrain' | 'disable' | 'enable',
+  target: string,
+): string | undefined {
+  const t = canonicalTarget(target);
+  if (kind === 'disable' || kind === 'enable') {
+    if (config.vips.some((v) => canonicalAddress(v.address) === t) || (kind === 'enable' && stored.disabled.includes(t))) return undefined;
+    return `${target} is not a VIP in the running config`;
+  }
+  const known =
+    config.nodes.some((n) => n.name === t) ||
+    // The same forms desired.ts matches: the address, or `address:port` (IPv6 without brackets).
+    config.services.some((s) => s.realservers.some((r) => {
+      const addr = canonicalAddress(r.address);
+      return addr === t || `${addr}:${r.port ?? s.port ?? 0}` === t;
+    }));
+  if (known || (kind === 'undrain' && stored.drained.includes(t))) return undefined;
+  return `${target} is not a realserver address, ADDRESS:PORT or node name in the running config`;
 }
 
 export class OverrideStore {

@@ -40,6 +40,8 @@ function groupId(name: string): number | undefined {
 export class StatusServer {
   private server?: Server;
   private readonly sockets = new Set<Socket>();
+  /** Connections waiting for a request, oldest first: evicted to admit a new one when full. */
+  private readonly idle = new Set<Socket>();
   private readonly maxRequest: number;
   private readonly idleMs: number;
   private readonly maxConns: number;
@@ -57,8 +59,7 @@ export class StatusServer {
   async start(): Promise<void> {
     mkdirSync(dirname(this.opts.socket), { recursive: true });
     rmSync(this.opts.socket, { force: true });
-    const server = createServer((s) => this.accept(s));
-    server.maxConnections = this.maxConns;
+    const server = createServer((s) => this.admit(s));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.opts.socket, () => resolve());
@@ -73,8 +74,27 @@ export class StatusServer {
     this.server = server;
   }
 
+  /**
+   * At the limit the oldest idle connection makes room, so connections held open without a
+   * request cannot lock operators out; only requests in progress and followers are kept.
+   */
+  private admit(s: Socket): void {
+    if (this.sockets.size >= this.maxConns) {
+      const oldest = this.idle.values().next().value;
+      if (!oldest) {
+        s.destroy();
+        return;
+      }
+      this.idle.delete(oldest);
+      this.sockets.delete(oldest);
+      oldest.destroy();
+    }
+    this.accept(s);
+  }
+
   private accept(s: Socket): void {
     this.sockets.add(s);
+    this.idle.add(s);
     s.setTimeout(this.idleMs);
     let buf = '';
     let busy = false;
@@ -83,14 +103,15 @@ export class StatusServer {
       unsubscribe?.();
       unsubscribe = undefined;
       this.sockets.delete(s);
+      this.idle.delete(s);
       s.destroy();
     };
     const reply = (v: unknown): void => {
       if (!s.destroyed) s.write(`${JSON.stringify(v)}\n`);
     };
     s.on('timeout', () => {
-      // A follower waits for events on purpose; anyone else idle is dropped.
-      if (!unsubscribe) close();
+      // A follower waits for events on purpose, and a slow answer is not idleness; anyone else is dropped.
+      if (!unsubscribe && !busy) close();
     });
     s.on('error', close);
     s.on('close', close);
@@ -113,17 +134,23 @@ export class StatusServer {
         return;
       }
       busy = true;
+      this.idle.delete(s);
+      const waiting = (): void => {
+        busy = false;
+        if (!s.destroyed) this.idle.add(s);
+      };
       void this.handle(line).then(
         (r) => {
-          busy = false;
           if ('stream' in r) {
+            busy = false;
             unsubscribe = r.stream((v) => reply({ ok: true, result: v }));
           } else {
+            waiting();
             reply({ ok: true, result: r.value });
           }
         },
         (e: unknown) => {
-          busy = false;
+          waiting();
           reply({ ok: false, error: e instanceof Error ? e.message : String(e) });
         },
       );
@@ -152,6 +179,7 @@ export class StatusServer {
   async stop(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
+    this.idle.clear();
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));

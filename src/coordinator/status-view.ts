@@ -135,6 +135,22 @@ export class StatusView {
       });
   }
 
+  /**
+   * Fresh BGP prefix counters (events carry only session states), waiting at most maxWaitMs:
+   * a stuck gobgpd leaves them as last seen rather than holding a status call or a scrape.
+   */
+  async refreshPeers(maxWaitMs = 1000): Promise<void> {
+    if (!this.bgp) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.bgp.refreshPeers().catch(() => undefined),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, maxWaitMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
   peers(): PeerView[] {
     return (this.bgp?.peers() ?? []).map((p) => ({
       address: p.address,

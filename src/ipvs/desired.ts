@@ -45,6 +45,8 @@ export type Effective = number | 'down' | 'drain';
 export type EffectiveWeights = ReadonlyMap<string, Effective>;
 
 const NO_WEIGHTS: EffectiveWeights = new Map();
+/** Effective weights of a service none of whose realservers has one (reads undefined at every index). */
+const NO_EFFS: readonly (Effective | undefined)[] = [];
 
 export function serviceKeyOf(svc: ServiceConfig): ServiceKey {
   if (svc.fwmark !== undefined) return { kind: 'fwmark', family: svc.vip.includes(':') ? 6 : 4, fwmark: svc.fwmark };
@@ -53,6 +55,9 @@ export function serviceKeyOf(svc: ServiceConfig): ServiceKey {
 
 /** The key of one realserver of one service in EffectiveWeights: `<service id> <destination id>`. */
 export function realserverKey(svc: ServiceConfig, rs: RealserverConfig): string {
+  const i = svc.realservers.indexOf(rs);
+  // The prepared key, so the coordinator's weights map and desiredService share one string.
+  if (i >= 0) return prepared(svc).keys[i] as string;
   const key = serviceKeyOf(svc);
   return `${serviceId(key)} ${destIdOf(svc, rs, key)}`;
 }
@@ -78,45 +83,93 @@ function persistenceOf(svc: ServiceConfig, family: 4 | 6): Persistence | undefin
   return { timeout, netmask };
 }
 
+/** What a service's config alone determines, worked out once per config object. */
+interface Prepared {
+  readonly key: ServiceKey;
+  readonly id: string;
+  readonly flags: number;
+  /** Realservers that fail their checks leave the table (see Effective). */
+  readonly removeWhenDown: boolean;
+  readonly persistence: Persistence | undefined;
+  /** realserverKey of each realserver, in config order. */
+  readonly keys: readonly string[];
+  /** The last service built from this config, and the effective weights it was built with. */
+  last?: { readonly effs: readonly (Effective | undefined)[]; readonly service: Service };
+}
+
 /**
- * One desired service from its config; destinations in canonical order. `shared` lets the
- * services of one table share equal destination objects (they are immutable): the same
- * realservers usually stand behind many VIPs and ports, and 200,000 destinations then cost a
- * few thousand objects.
+ * Config objects are immutable values (a reload parses a new one), so what is derived from one
+ * is kept with it: the coordinator rebuilds the whole desired table on every pass, and an
+ * unchanged service then costs one weights lookup per realserver and comes back as the same
+ * object, which the planner skips without comparing (model.ts DesiredTable).
  */
-export function desiredService(svc: ServiceConfig, weights: EffectiveWeights = NO_WEIGHTS, shared?: Map<string, Dest>): Service {
+const preparedOf = new WeakMap<ServiceConfig, Prepared>();
+
+function prepared(svc: ServiceConfig): Prepared {
+  let p = preparedOf.get(svc);
+  if (p) return p;
   const key = serviceKeyOf(svc);
   const id = serviceId(key);
   let flags = 0;
   for (const f of svc.flags) flags |= flagBit(f) ?? 0;
   const hashed = svc.scheduler === 'mh' || svc.scheduler === 'sh';
-  const removeWhenDown = (key.kind === 'addr' && key.protocol === 'udp') || (hashed && (flags & FLAG_1) === 0);
+  p = {
+    key,
+    id,
+    flags,
+    removeWhenDown: (key.kind === 'addr' && key.protocol === 'udp') || (hashed && (flags & FLAG_1) === 0),
+    persistence: persistenceOf(svc, key.family),
+    // join builds flat strings (a template literal keeps a concatenation node per key too).
+    keys: svc.realservers.map((rs) => [id, destIdOf(svc, rs, key)].join(' ')),
+  };
+  preparedOf.set(svc, p);
+  return p;
+}
+
+/**
+ * One desired service from its config; destinations in canonical order. The same config with
+ * the same effective weights gives back the same Service object. `shared` lets the services of
+ * one table share equal destination objects (they are immutable): the same realservers usually
+ * stand behind many VIPs and ports, and 200,000 destinations then cost a few thousand objects.
+ */
+export function desiredService(svc: ServiceConfig, weights: EffectiveWeights = NO_WEIGHTS, shared?: Map<string, Dest>): Service {
+  const p = prepared(svc);
+  const { keys, last } = p;
+  const none = weights.size === 0;
+  if (last) {
+    // The common case on a coordinator pass, so no allocation until something differs.
+    let i = 0;
+    while (i < keys.length && (none ? undefined : weights.get(keys[i] as string)) === last.effs[i]) i++;
+    if (i === keys.length) return last.service;
+  }
+  const effs = none || keys.every((k) => !weights.has(k)) ? NO_EFFS : keys.map((k) => weights.get(k));
   const list: Dest[] = [];
-  for (const rs of svc.realservers) {
-    const address = canonical(rs.address, key.family);
-    const port = rs.port ?? svc.port ?? 0;
-    const did = destId(address, port);
-    const eff = weights.size === 0 ? undefined : weights.get(`${id} ${did}`);
+  svc.realservers.forEach((rs, i) => {
+    const eff = effs[i];
+    if (eff === 'drain' || (eff === 'down' && p.removeWhenDown)) return;
     let weight = rs.weight;
-    if (eff === 'drain' || (eff === 'down' && removeWhenDown)) continue;
     if (eff === 'down') weight = 0;
     else if (typeof eff === 'number') weight = Math.min(65535, Math.max(0, Math.round(eff)));
+    const address = canonical(rs.address, p.key.family);
+    const port = rs.port ?? svc.port ?? 0;
+    const did = destId(address, port);
     const fwd = rs.forwarding ?? svc.forwarding;
     const upper = rs.upperThreshold ?? 0;
     const lower = rs.lowerThreshold ?? 0;
     const nominal = weight === 0 && rs.weight > 0 && svc.scheduler === 'mh' ? rs.weight : 0;
-    let d = shared?.get(did);
+    let d = shared?.get(did) ?? last?.service.dests.get(did);
     if (!d || d.fwd !== fwd || d.weight !== weight || d.upper !== upper || d.lower !== lower || (d.nominal ?? 0) !== nominal) {
       d = nominal ? { id: did, address, port, fwd, weight, upper, lower, nominal } : { id: did, address, port, fwd, weight, upper, lower };
-      shared?.set(did, d);
     }
+    shared?.set(did, d);
     list.push(d);
-  }
+  });
   const dests = new Map<string, Dest>();
   for (const d of sortDests(list)) dests.set(d.id, d);
-  const persistence = persistenceOf(svc, key.family);
-  const base = { id, key, scheduler: svc.scheduler, flags, onePacket: svc.onePacket, dests };
-  return persistence ? { ...base, persistence } : base;
+  const base = { id: p.id, key: p.key, scheduler: svc.scheduler, flags: p.flags, onePacket: svc.onePacket, dests };
+  const service: Service = p.persistence ? { ...base, persistence: p.persistence } : base;
+  p.last = { effs, service };
+  return service;
 }
 
 /** The whole desired table, in config order. */

@@ -32,9 +32,10 @@ export function inPrefix(addr: string, prefix: string): boolean {
   if (net === undefined || lenStr === undefined) return false;
   const fam = isIP(addr);
   if (fam === 0 || fam !== isIP(net)) return false;
-  const bits = fam === 4 ? 32n : 128n;
-  const len = BigInt(Number(lenStr));
-  const shift = bits - len;
+  const bits = fam === 4 ? 32 : 128;
+  // Also called on prefixes that failed validation (cross-field rules run after field errors).
+  if (!/^\d{1,3}$/.test(lenStr) || Number(lenStr) > bits) return false;
+  const shift = BigInt(bits - Number(lenStr));
   return addressToBigInt(addr) >> shift === addressToBigInt(net) >> shift;
 }
 

@@ -43,6 +43,8 @@ export interface DirectorLabOptions {
   realservers?: number;
   /** Extra BIRD config appended after the director protocol. */
   birdExtra?: string;
+  /** Extra options inside BIRD's `protocol bgp director` (e.g. `password "..";`). */
+  birdDirectorOptions?: string;
 }
 
 export class DirectorLab {
@@ -79,7 +81,7 @@ export class DirectorLab {
         'r',
         `router id ${ROUTER_IP};
 protocol device {}
-protocol bgp director { local ${ROUTER_IP} as 64512; neighbor ${DIRECTOR_IP} as 64513; passive on; graceful restart on; ipv4 { import all; export none; }; ipv6 { import all; export none; }; }
+protocol bgp director { local ${ROUTER_IP} as 64512; neighbor ${DIRECTOR_IP} as 64513; passive on; graceful restart on; ${opts.birdDirectorOptions ?? ''} ipv4 { import all; export none; }; ipv6 { import all; export none; }; }
 ${opts.birdExtra ?? ''}`,
       );
       const cfgFile = lab.path('vipd.yaml');

@@ -44,7 +44,10 @@ export class AgentChecker implements Checker {
       const sock = connect({ host: target.address, port: target.port });
       let text = '';
       const finish = (): void => {
-        const r = parseAgentReply(text.split('\n', 1)[0] ?? '');
+        const line = text.split('\n', 1)[0] ?? '';
+        // The limit holds however the line arrives: in one chunk with its newline as well.
+        if (line.length > REPLY_LIMIT) return done(fail(`agent: no line within ${REPLY_LIMIT} bytes`));
+        const r = parseAgentReply(line);
         done('error' in r ? fail(r.error) : { ok: true, reason: describe(r), agent: r });
       };
       sock.setEncoding('latin1');

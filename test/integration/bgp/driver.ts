@@ -2,6 +2,8 @@
  * A stand-in for the vipd process in restart tests: runs a BgpSpeaker with the config in
  * the JSON file named by argv[2], announces its VIPs, prints READY, and on SIGTERM does a
  * deliberate stop (withdraw, wait, stop gobgpd). Tests SIGKILL it to play a vipd crash.
+ * With `pendingMs`, the VIPs first go in as pending for that long, as the coordinator sends
+ * them while their address and IPVS are being applied.
  */
 import { readFileSync } from 'node:fs';
 import { BgpSpeaker } from '../../../src/bgp/speaker.js';
@@ -13,6 +15,7 @@ export interface DriverInput {
   vips: Record<string, unknown>[];
   runDir: string;
   wrap: string[];
+  pendingMs?: number;
 }
 
 const input = JSON.parse(readFileSync(process.argv[2] as string, 'utf8')) as DriverInput;
@@ -29,5 +32,10 @@ process.once('SIGTERM', () => {
   );
 });
 await speaker.start();
-await speaker.setRoutes(input.vips.map((v) => ({ vip: vipSchema.parse(v), state: 'up' as const })));
+const vips = input.vips.map((v) => vipSchema.parse(v));
+if (input.pendingMs) {
+  await speaker.setRoutes(vips.map((vip) => ({ vip, state: 'up' as const, pending: true })));
+  await new Promise((r) => setTimeout(r, input.pendingMs));
+}
+await speaker.setRoutes(vips.map((vip) => ({ vip, state: 'up' as const })));
 process.stdout.write(`READY ${speaker.gobgpdPid}\n`);

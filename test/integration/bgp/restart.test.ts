@@ -1,7 +1,8 @@
 /**
  * Graceful restart and deliberate stop, observed from BIRD: kill -9 of gobgpd and of the
  * vipd process must not withdraw anything at the router (BIRD's table is polled every 50 ms
- * and its log must show a graceful restart and no removal); SIGTERM of vipd must withdraw
+ * and its log must show a graceful restart and no removal), also when the new vipd's first
+ * route set has its VIPs pending (up, IPVS not applied yet); SIGTERM of vipd must withdraw
  * every route while the session is still up, and only then end it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -10,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BgpSpeaker } from '../../../src/bgp/speaker.js';
 import type { DriverInput } from './driver.js';
-import { bgpConfig, birdc, captureLogger, createBgpLab, DIRECTOR_ASN, ROUTER_ASN, sleep, V4_SESSION, vip, waitFor, type BgpLab } from './helpers.js';
+import { bgpConfig, BirdControl, birdc, captureLogger, createBgpLab, DIRECTOR_ASN, ROUTER_ASN, sleep, V4_SESSION, vip, waitFor, type BgpLab } from './helpers.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const DRIVER = fileURLToPath(new URL('./driver.ts', import.meta.url));
@@ -20,16 +21,24 @@ interface Sample {
   established: boolean;
 }
 
-/** Polls BIRD every 50 ms: is `prefix` in the table, is session d4 up. */
+/**
+ * Polls BIRD every 50 ms over its control socket (birdc through `ip netns exec` costs tens of
+ * ms on a loaded host, too slow to see a short gap): is `prefix` in the table, is session d4 up.
+ */
 function monitor(bl: BgpLab, prefix: string): { stop(): Promise<Sample[]> } {
   const samples: Sample[] = [];
   let running = true;
   const loop = (async () => {
-    while (running) {
-      const present = (await birdc(bl, `show route ${prefix}`)).includes(prefix);
-      const established = /d4\s+BGP\s+\S+\s+up\s+\S+\s+Established/.test(await birdc(bl, 'show protocols'));
-      samples.push({ present, established });
-      await sleep(50);
+    const ctl = await BirdControl.connect(bl.bird.socket);
+    try {
+      while (running) {
+        const present = await ctl.has(prefix);
+        const established = /d4\s+BGP\s+\S+\s+up\s+\S+\s+Established/.test(await ctl.query('show protocols'));
+        samples.push({ present, established });
+        await sleep(50);
+      }
+    } finally {
+      ctl.close();
     }
   })();
   return {
@@ -171,10 +180,12 @@ describe('graceful restart and deliberate stop, seen by BIRD', () => {
     vips: [{ address: '198.51.100.31', med: 10 }],
     runDir: bl.lab.path('run2'),
     wrap: ['ip', 'netns', 'exec', bl.director],
+    // Longer than a session takes to come up: an End-of-RIB sent meanwhile would drop the route.
+    pendingMs: 3_000,
   });
   let second: Driver | undefined;
 
-  it('kill -9 of vipd: the next vipd takes over, BIRD keeps the route and sees it refreshed', async () => {
+  it('kill -9 of vipd: the next vipd takes over, holds End-of-RIB while its VIP is pending, BIRD keeps the route', async () => {
     const first = startDriver(input());
     const gobgpd1 = await first.ready;
     await waitFor('198.51.100.31 in BIRD', async () => (await bl.routes()).has('198.51.100.31/32'));
@@ -199,6 +210,8 @@ describe('graceful restart and deliberate stop, seen by BIRD', () => {
     expect(seen).toMatch(/Neighbor graceful restart detected/);
     expect(seen).not.toMatch(/removed.*198\.51\.100\.31/);
     expect(second.stderr()).toMatch(/graceful restart/);
+    expect(second.stderr()).toMatch(/sessions wait until the pending VIPs are announced/);
+    expect(second.stderr()).not.toMatch(/opening sessions without them/);
   });
 
   it('SIGTERM of vipd: every route is withdrawn while the session is up, then gobgpd stops and vipd exits', async () => {
@@ -220,5 +233,22 @@ describe('graceful restart and deliberate stop, seen by BIRD', () => {
     expect(alive(gobgpd)).toBe(false);
     expect(existsSync(bl.lab.path('run2/gobgpd.pid'))).toBe(false);
     expect(existsSync(bl.lab.path('run2/gobgpd.sock'))).toBe(false);
+  });
+
+  it('a gobgpd slower to answer than startTimeout is started again, with more time, until BGP comes up', async () => {
+    const { log, entries } = captureLogger();
+    // Every gobgpd start waits 1.5 s first: past the 1 s start timeout, within the retries' 2 s or 4 s.
+    const wrap = ['ip', 'netns', 'exec', bl.director, 'sh', '-c', 'sleep 1.5; exec "$0" "$@"'];
+    const slow = new BgpSpeaker(bgpConfig({ gobgpd: { startTimeout: '1s' } }), log, { runDir: bl.lab.path('run3'), wrap, restartBackoff: { initialMs: 100, maxMs: 200 } });
+    speaker = slow;
+    await slow.start();
+    expect(slow.gobgpdPid).toBeUndefined();
+    await slow.setRoutes([{ vip: vip('198.51.100.32'), state: 'up' }]);
+    await waitFor('198.51.100.32 in BIRD', async () => (await bl.routes()).has('198.51.100.32/32'), 60_000);
+    const failures = entries.filter((e) => e.level === 'error' && /gobgpd did not start|gobgpd restart failed/.test(e.msg));
+    expect(failures[0]?.msg).toBe('gobgpd did not start; trying again');
+    expect(failures[0]?.fields.error).toMatch(/gobgpd not ready within 1000 ms/);
+    await slow.stop({ withdraw: true });
+    speaker = undefined;
   });
 });

@@ -1,10 +1,12 @@
 /**
  * vipd's IPVS subsystem against the real kernel (Debian's, in the lab VM). Every scenario runs
- * in a network namespace of its own inside the guest: a fresh director each time.
+ * in a network namespace of its own inside the guest: a fresh director each time. The tests
+ * run concurrently in the one VM: most of their time is a node process starting under
+ * emulation or a wait for the kernel, which the other tests fill.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Vm } from '../../lab/vm.js';
-import { assignment, buildDist, saved, scenario, type ServiceInput, type Step, type StepResult } from './vm-scenario.js';
+import { assignment, bundleGuest, saved, scenario, type ServiceInput, type Step, type StepResult } from './vm-scenario.js';
 
 const rs = (address: string, more: Record<string, unknown> = {}): Record<string, unknown> => ({ address, ...more });
 const sh = (cmd: string): Step => ({ op: 'sh', cmd });
@@ -15,12 +17,13 @@ const ok = (r: StepResult | undefined): StepResult => {
   return r as StepResult;
 };
 
-describe('IPVS in the real kernel (lab VM)', () => {
+// Generous: concurrent tests share the VM's two emulated CPUs, each takes longer alone.
+describe.concurrent('IPVS in the real kernel (lab VM)', { timeout: 300_000 }, () => {
   let vm: Vm;
 
   beforeAll(async () => {
-    await buildDist();
-    vm = await Vm.boot(undefined, { memoryMb: 1024 });
+    // Room for a dozen node processes at once (the concurrent tests and the mh directors).
+    [vm] = await Promise.all([Vm.boot(undefined, { memoryMb: 1536 }), bundleGuest()]);
   }, 600_000);
   afterAll(async () => {
     await vm?.shutdown();
@@ -182,8 +185,8 @@ describe('IPVS in the real kernel (lab VM)', () => {
       },
     ];
     const down = (list: string[], a: string): [number, number, 'down'][] => [[0, list.indexOf(a), 'down']];
-    // 2,000 flows (one client, mh-port): with 20 realservers a reversed list moves ~1.5 % of them.
-    const sports = Array.from({ length: 2000 }, (_, i) => 20000 + i);
+    // 1,000 flows (one client, mh-port): with 20 realservers a reversed list moves ~1.5 % of them.
+    const sports = Array.from({ length: 1000 }, (_, i) => 20000 + i);
     const probe: Step[] = [{ op: 'udp', host: '198.51.100.30', port: 53, sports }, sh('cat /proc/net/ip_vs_conn'), sh('cat /proc/net/ip_vs')];
     const director = async (steps: Step[]): Promise<StepResult[]> => (await scenario(vm, [[...steps, ...probe]], 240_000))[0] as StepResult[];
     const map = (r: StepResult[]): Map<number, string> => assignment(r.at(-2));
@@ -200,22 +203,28 @@ describe('IPVS in the real kernel (lab VM)', () => {
         .map((x) => `ipvsadm -a -u 198.51.100.30:53 -r ${x}:53 -g -w ${w(x)}`)
         .join(' && ');
     // Directors run side by side, each in its own namespace (own IPVS table).
-    const [a, b, c, d] = await Promise.all([
+    const [a, b, c, d, e, f, g] = await Promise.all([
       director([{ op: 'start' }, { op: 'reconcile', services: svc(addrs) }]),
       director([{ op: 'start' }, { op: 'reconcile', services: svc(reversed) }]),
       // History: starts without .1 and .5 (which sort early), gains them later.
       director([{ op: 'start' }, { op: 'reconcile', services: svc(addrs.filter((x) => !early(x))) }, { op: 'reconcile', services: svc(addrs) }]),
       director([sh(raw(weight))]),
+      // A realserver down: a director that saw it serve and one that starts while it is down
+      // send its flows to the same places (its table share is kept from its serving weight).
+      director([{ op: 'start' }, { op: 'reconcile', services: svc(addrs) }, { op: 'reconcile', services: svc(addrs), weights: down(addrs, '203.0.113.7') }]),
+      director([{ op: 'start' }, { op: 'reconcile', services: svc(reversed), weights: down(reversed, '203.0.113.7') }]),
+      // Control: added at weight 0 by hand, it gets no share, and its flows land elsewhere.
+      director([sh(raw((x) => (x === '203.0.113.7' ? 0 : weight(x))))]),
     ]);
 
     // Probes lost on a loaded host are tolerated: what counts is that every flow seen by two
     // directors went to the same realserver.
     const same = (x: Map<number, string>, y: Map<number, string>): void => {
       const both = [...x.keys()].filter((k) => y.has(k));
-      expect(both.length).toBeGreaterThan(1000);
+      expect(both.length).toBeGreaterThan(500);
       expect(both.filter((k) => x.get(k) !== y.get(k))).toEqual([]);
     };
-    expect(map(a).size).toBeGreaterThan(1000);
+    expect(map(a).size).toBeGreaterThan(500);
     expect(new Set(map(a).values()).size).toBe(20);
     same(map(b), map(a));
     same(map(c), map(a));
@@ -227,14 +236,7 @@ describe('IPVS in the real kernel (lab VM)', () => {
     const moved = [...map(d)].filter(([port, dest]) => map(a).get(port) !== dest).length;
     expect(moved).toBeGreaterThan(0);
 
-    // A realserver down: a director that saw it serve and one that starts while it is down
-    // send its flows to the same places (its table share is kept from its serving weight).
-    const [e, f, g] = await Promise.all([
-      director([{ op: 'start' }, { op: 'reconcile', services: svc(addrs) }, { op: 'reconcile', services: svc(addrs), weights: down(addrs, '203.0.113.7') }]),
-      director([{ op: 'start' }, { op: 'reconcile', services: svc(reversed), weights: down(reversed, '203.0.113.7') }]),
-      // Control: added at weight 0 by hand, it gets no share, and its flows land elsewhere.
-      director([sh(raw((x) => (x === '203.0.113.7' ? 0 : weight(x))))]),
-    ]);
+    // The realserver that is down.
     expect([...map(e).values()]).not.toContain('203.0.113.7:53');
     same(map(f), map(e));
     expect([...map(g)].filter(([port, dest]) => map(e).get(port) !== dest).length).toBeGreaterThan(0);
@@ -256,7 +258,7 @@ describe('IPVS in the real kernel (lab VM)', () => {
           sh('ipvsadm -Ln --exact'),
           // .10 leaves the config; .11 replaces it.
           { op: 'reconcile', services: svc(['203.0.113.11']) },
-          { op: 'sleep', ms: 3000 },
+          { op: 'untilCounted', timeoutMs: 20_000 },
           sh('ipvsadm -Ln --exact'),
           { op: 'table' },
           { op: 'close', name: 'held' },
@@ -272,7 +274,7 @@ describe('IPVS in the real kernel (lab VM)', () => {
           sh('ipvsadm -Ln --exact'),
         ],
       ],
-      180_000,
+      240_000,
     );
     const r = run as StepResult[];
     expect(String(r[5]?.stdout)).toMatch(/-> 203\.0\.113\.10:80\s+Route\s+100\s+1\s+0/);

@@ -7,6 +7,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { build } from 'esbuild';
 import type { Effective } from '../../../src/ipvs/desired.js';
 import { exec } from '../../../src/util/exec.js';
 import { REPO_ROOT, type Vm } from '../../lab/vm.js';
@@ -24,6 +25,8 @@ export type Step =
   | { op: 'table' }
   | { op: 'counters' }
   | { op: 'untilDrained'; timeoutMs: number }
+  /** Until the drain poll has read counts for every draining destination. */
+  | { op: 'untilCounted'; timeoutMs: number }
   | { op: 'until'; cmd: string; match: string; timeoutMs: number }
   | { op: 'listen'; port: number }
   | { op: 'connect'; name: string; host: string; port: number }
@@ -54,6 +57,26 @@ set +e
 
 let seq = 0;
 
+/** The one-file build of guest/lib.ts that the driver imports. */
+export const GUEST_LIB = join(REPO_ROOT, 'dist/test/ipvs-guest.mjs');
+
+/** Bundles guest/lib.ts (vipd's IPVS code from src/, with config and logging) for the driver. */
+export async function bundleGuest(): Promise<void> {
+  await build({
+    entryPoints: [join(REPO_ROOT, 'test/integration/ipvs/guest/lib.ts')],
+    outfile: GUEST_LIB,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    // Less to parse: node's start-up in the guest is most of a short scenario's time.
+    minify: true,
+    logLevel: 'warning',
+    // Bundled CommonJS dependencies (winston) call require for node's own modules.
+    banner: { js: "import { createRequire as __vipdRequire } from 'node:module'; const require = __vipdRequire(import.meta.url);" },
+  });
+}
+
 /** Compiles src/ to dist/ (what the guest runs) unless dist is newer than every IPVS source. */
 export async function buildDist(): Promise<void> {
   const out = join(REPO_ROOT, 'dist/ipvs/manager.js');
@@ -68,7 +91,7 @@ export async function buildDist(): Promise<void> {
 }
 
 /** Runs the phases in a fresh namespace; returns each phase's step results. */
-export async function scenario(vm: Vm, phases: Step[][], timeoutMs = 120_000): Promise<StepResult[][]> {
+export async function scenario(vm: Vm, phases: Step[][], timeoutMs = 240_000): Promise<StepResult[][]> {
   const n = `${process.pid}-${seq++}`;
   const file = `/tmp/ipvs-scenario-${n}.json`;
   const script = `/tmp/ipvs-scenario-${n}.sh`;

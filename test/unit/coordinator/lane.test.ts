@@ -50,4 +50,34 @@ describe('lane', () => {
     expect(stuck.busy).toBe(true);
     stuck.close();
   });
+
+  it('with an equality, skips a state equal to the last one applied and counts its generation', async () => {
+    const applied: number[][] = [];
+    const results: LaneResult<number[], void>[] = [];
+    const lane = new Lane<number[], void>(async (v) => void applied.push(v), (r) => results.push(r), (a, b) => a.join() === b.join());
+    lane.set([1], 1);
+    await lane.idle();
+    lane.set([1], 2);
+    expect(lane.applied).toBe(2);
+    expect(results.at(-1)).toMatchObject({ generation: 2, skipped: true });
+    lane.set([2], 3);
+    await lane.idle();
+    expect(applied).toEqual([[1], [2]]);
+  });
+
+  it('applies again after a failure, even the same state', async () => {
+    let fail = true;
+    const applied: number[] = [];
+    const lane = new Lane<number, void>(async (v) => {
+      if (fail) throw new Error('boom');
+      applied.push(v);
+    }, () => undefined, (a, b) => a === b);
+    lane.set(1, 1);
+    await lane.idle();
+    fail = false;
+    lane.set(1, 2);
+    await lane.idle();
+    expect(applied).toEqual([1]);
+    expect(lane.applied).toBe(2);
+  });
 });

@@ -94,6 +94,26 @@ describe('desired table', () => {
     expect(db.get('203.0.113.2:80')?.weight).toBe(6);
   });
 
+  it('gives back the same service object for the same config and weights, so a rebuilt table compares by identity', () => {
+    const other = svc({ vip: '198.51.100.11', port: 80, realservers: [{ address: '203.0.113.1' }, { address: '203.0.113.2' }] });
+    const weights = new Map<string, Effective>([[realserverKey(other, other.realservers[1]!), 40]]);
+    const t1 = desiredTable([web, other], weights);
+    const t2 = desiredTable([web, other], new Map(weights));
+    expect(t2.get('tcp 198.51.100.10:80')).toBe(t1.get('tcp 198.51.100.10:80'));
+    expect(t2.get('tcp 198.51.100.11:80')).toBe(t1.get('tcp 198.51.100.11:80'));
+    weights.set(realserverKey(other, other.realservers[0]!), 'down');
+    const t3 = desiredTable([web, other], weights);
+    expect(t3.get('tcp 198.51.100.10:80')).toBe(t1.get('tcp 198.51.100.10:80'));
+    const changed = t3.get('tcp 198.51.100.11:80')!;
+    expect(changed).not.toBe(t1.get('tcp 198.51.100.11:80'));
+    expect([...changed.dests.values()].map((d) => d.weight)).toEqual([0, 40]);
+    // A config parsed again (a reload) is another object: built afresh, equal in value.
+    const reparsed = svc({ vip: '198.51.100.10', port: 80, scheduler: 'mh', flags: ['mh-port', 'mh-fallback'], realservers: web.realservers });
+    expect(desiredService(reparsed)).not.toBe(desiredService(web));
+    expect(desiredService(reparsed)).toEqual(desiredService(web));
+    expect(realserverKey(reparsed, reparsed.realservers[0]!)).toBe(realserverKey(web, web.realservers[0]!));
+  });
+
   it('replaces one service without touching the others', () => {
     const other = svc({ vip: '198.51.100.11', port: 80, realservers: [{ address: '203.0.113.1' }] });
     const t = desiredTable([web, other]);

@@ -1,5 +1,5 @@
 // Runs inside the test VM, in a network namespace of its own (see ../vm-scenario.ts): drives
-// vipd's IpvsManager (compiled, from dist/) against the real kernel, step by step, and prints
+// vipd's IpvsManager (bundled from src/ by vm-scenario.ts) against the real kernel, step by step, and prints
 // one line `RESULT <json>` with what each step returned. Steps that hold state across the
 // run (TCP servers and connections, the manager) live in this process.
 //
@@ -11,11 +11,10 @@ import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 
-const dist = new URL('../../../../dist/', import.meta.url);
-const { IpvsManager } = await import(new URL('ipvs/manager.js', dist).href);
-const { desiredTable, realserverKey } = await import(new URL('ipvs/desired.js', dist).href);
-const { serviceSchema } = await import(new URL('config/schema.js', dist).href);
-const { configureLogging, logger } = await import(new URL('log/logger.js', dist).href);
+// One file (see lib.ts): loading hundreds of modules over 9p under emulation takes seconds.
+const { IpvsManager, desiredTable, realserverKey, serviceSchema, configureLogging, logger } = await import(
+  new URL('../../../../dist/test/ipvs-guest.mjs', import.meta.url).href
+);
 
 const [file, phase] = process.argv.slice(2);
 const steps = JSON.parse(readFileSync(file, 'utf8'))[Number(phase)];
@@ -71,6 +70,13 @@ const ops = {
       await sleep(100);
     }
     return { drained: true, ms: Date.now() - t0 };
+  },
+  async untilCounted({ timeoutMs }) {
+    // Until the drain poll has read connection counts for every draining destination.
+    const t0 = Date.now();
+    const counted = () => manager.table().services.every((s) => s.dests.every((d) => !d.draining || d.draining.active !== undefined));
+    while (!counted() && Date.now() - t0 < timeoutMs) await sleep(100);
+    return { counted: counted(), ms: Date.now() - t0 };
   },
   async until({ cmd, match, timeoutMs }) {
     const t0 = Date.now();

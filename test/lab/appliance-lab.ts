@@ -1,10 +1,13 @@
 /**
- * The network around the appliance, for the image test and the image benchmark:
+ * The network around the appliance, for the image test, the image benchmark and `make demo`:
  *
  *   client 192.0.2.130/25 ---- router eth1 192.0.2.129/25   (BIRD, AS 64512)
  *                              router br0 192.0.2.1/25     ---- appliance eth0 192.0.2.10/25 (AS 64513)
  *                              router br1 203.0.113.1/24   ---- appliance eth1 203.0.113.10/24
  *                                                          ---- realservers rs1..rs3 203.0.113.11-13/24
+ *
+ * A second appliance may run beside the first at SPARE (192.0.2.11/25, 203.0.113.20/24, NICs
+ * SPARE_NICS; BIRD protocol `spare`, passive), e.g. with a config that must announce nothing.
  *
  * The appliance sets up its two NICs from the network section of its vipd.yaml (no VLAN here:
  * the host kernel has no 8021q). BIRD
@@ -13,12 +16,13 @@
  * ARP for it, and reply to the client straight through the router.
  */
 import { writeFileSync } from 'node:fs';
-import { run } from '../../../src/util/exec.js';
-import { startBird, type Bird } from '../../lab/bird.js';
-import type { Lab } from '../../lab/netns.js';
+import { run } from '../../src/util/exec.js';
+import { startBird, type Bird } from './bird.js';
+import type { Daemon, Lab } from './netns.js';
 
 export const ROUTER = '192.0.2.1';
 export const DIRECTOR = '192.0.2.10';
+export const SPARE = '192.0.2.11';
 export const CLIENT = '192.0.2.130';
 export const VIP = '198.51.100.10';
 export const REALSERVERS = ['203.0.113.11', '203.0.113.12', '203.0.113.13'];
@@ -29,13 +33,21 @@ export const NICS = [
   { bridge: 'br0', mac: '52:54:00:00:02:0a' },
   { bridge: 'br1', mac: '52:54:00:00:71:0a' },
 ] as const;
+export const SPARE_NICS = [
+  { bridge: 'br0', mac: '52:54:00:00:02:0b' },
+  { bridge: 'br1', mac: '52:54:00:00:71:14' },
+] as const;
 
 export interface ImageLab {
   router: string;
   client: string;
   bird: Bird;
-  /** Whether BIRD's session with the appliance is Established. */
-  established(): Promise<boolean>;
+  /** The HTTP servers of REALSERVERS, in that order (stop one to fail its health check). */
+  realservers: Daemon[];
+  /** Whether BIRD's session with the appliance (or the spare one) is Established. */
+  established(protocol?: 'director' | 'spare'): Promise<boolean>;
+  /** Prefixes BIRD learnt over one session. */
+  routesFrom(protocol: 'director' | 'spare'): Promise<string[]>;
   /** Whether BIRD has a route for the VIP (stale ones during graceful restart included). */
   hasVipRoute(): Promise<boolean>;
   /** `count` HTTP GETs from the client to the VIP, each on a new connection: the bodies (or errors). */
@@ -54,6 +66,13 @@ protocol bgp director {
   connect delay time 1;
   connect retry time 1;
   error wait time 1, 5;
+  ipv4 { import all; export none; };
+}
+protocol bgp spare {
+  local ${ROUTER} as ${ROUTER_ASN};
+  neighbor ${SPARE} as ${DIRECTOR_ASN};
+  passive on;
+  graceful restart on;
   ipv4 { import all; export none; };
 }
 `;
@@ -89,6 +108,7 @@ export async function createImageLab(lab: Lab): Promise<ImageLab> {
   await lab.veth({ ns: router, dev: 'eth1', cidrs: ['192.0.2.129/25'] }, { ns: client, dev: 'eth0', cidrs: [`${CLIENT}/25`] });
   await lab.ip(client, ['route', 'add', 'default', 'via', '192.0.2.129']);
 
+  const realservers: Daemon[] = [];
   for (const [i, addr] of REALSERVERS.entries()) {
     const ns = await lab.ns(`rs${i + 1}`);
     await lab.veth({ ns: router, dev: `rs${i + 1}`, master: 'br1' }, { ns, dev: 'eth0', cidrs: [`${addr}/24`] });
@@ -98,7 +118,7 @@ export async function createImageLab(lab: Lab): Promise<ImageLab> {
     for (const k of ['net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2', 'net.ipv4.conf.all.rp_filter=0']) {
       await lab.exec(ns, 'sysctl', ['-qw', k]);
     }
-    lab.spawn(ns, process.execPath, ['-e', realserver, `rs${i + 1}`]);
+    realservers.push(lab.spawn(ns, process.execPath, ['-e', realserver, `rs${i + 1}`]));
     await waitUntil(`realserver rs${i + 1} listening`, async () => (await lab.exec(ns, 'ss', ['-Hltn', 'sport = :80'])).stdout.includes(':80'), 10_000);
   }
 
@@ -111,7 +131,9 @@ export async function createImageLab(lab: Lab): Promise<ImageLab> {
     router,
     client,
     bird,
-    established: async () => /director\s+BGP\s+\S+\s+up\s+\S+\s+Established/.test(await birdc('show protocols director')),
+    realservers,
+    established: async (protocol = 'director') => new RegExp(`${protocol}\\s+BGP\\s+\\S+\\s+up\\s+\\S+\\s+Established`).test(await birdc(`show protocols ${protocol}`)),
+    routesFrom: async (protocol) => [...(await birdc(`show route protocol ${protocol}`)).matchAll(/^(\S+\/\d+)\s/gm)].map((m) => m[1] as string),
     hasVipRoute: async () => (await birdc(`show route for ${VIP}`)).includes(`${VIP}/32`),
     fetchVip: async (count) => {
       const r = await lab.exec(client, process.execPath, [script, `http://${VIP}/`, String(count)], 10_000 + count * 3_000);
@@ -121,22 +143,26 @@ export async function createImageLab(lab: Lab): Promise<ImageLab> {
   };
 }
 
-/** vipd.yaml for the appliance: the issue's one VIP and three realservers, with the network section. */
-export function directorConfig(): string {
+/**
+ * vipd.yaml for the appliance: the issue's one VIP and three realservers, with the network
+ * section; `spare` for the second appliance's addresses.
+ */
+export function directorConfig(opts: { spare?: boolean } = {}): string {
+  const [name, uplink, local] = opts.spare ? ['director-2', SPARE, '203.0.113.20'] : ['director-1', DIRECTOR, '203.0.113.10'];
   return `# The image test's director.
 node:
-  name: director-1
+  name: ${name}
 network:
   interfaces:
     - name: eth0
-      addresses: [${DIRECTOR}/25]
+      addresses: [${uplink}/25]
       gateway: ${ROUTER}
     - name: eth1
-      addresses: [203.0.113.10/24]
+      addresses: [${local}/24]
 vipRanges: [198.51.100.0/24]
 bgp:
   asn: ${DIRECTOR_ASN}
-  routerId: ${DIRECTOR}
+  routerId: ${uplink}
   # BIRD connects in as soon as gobgpd listens, instead of waiting for gobgpd's connect loop.
   listenPort: 179
   peers:

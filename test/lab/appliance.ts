@@ -14,11 +14,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { exec, run } from '../../../src/util/exec.js';
-import type { Lab } from '../../lab/netns.js';
+import { exec, run } from '../../src/util/exec.js';
+import type { Lab } from './netns.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const BUILD_SCRIPT = resolve(HERE, '../../../image/build.sh');
+const BUILD_SCRIPT = resolve(HERE, '../../image/build.sh');
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 const CONSOLE_MAX = 1024 * 1024;

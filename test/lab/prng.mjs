@@ -1,0 +1,13 @@
+// A small seeded PRNG (mulberry32) for reproducible fuzzing and hostile inputs. Plain JavaScript
+// so that scripts run by the VM's node (no build step) share it with the TypeScript tests.
+/** @param {number} seed @returns {() => number} uniform in [0, 1) */
+export function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

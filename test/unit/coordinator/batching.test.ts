@@ -1,0 +1,185 @@
+/**
+ * Batching, at the coordinator with real timers: a burst of health flips reaches IPVS as one
+ * reconcile, and BGP as one route update. The subsystems are fakes at their seams (the IPVS
+ * manager, the BGP speaker, the health monitor), each counting the calls it gets.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { RouteChanges, RouteIntent, BgpSpeaker } from '../../../src/bgp/speaker.js';
+import { validateConfig } from '../../../src/config/load.js';
+import type { Config } from '../../../src/config/schema.js';
+import { Coordinator } from '../../../src/coordinator/coordinator.js';
+import { targetId } from '../../../src/coordinator/desired.js';
+import { Journal } from '../../../src/coordinator/journal.js';
+import { OverrideStore } from '../../../src/coordinator/overrides.js';
+import type { PresencePorts } from '../../../src/coordinator/presence.js';
+import type { HealthEvents, HealthMonitor } from '../../../src/health/index.js';
+import type { IpvsManager, ReconcileResult } from '../../../src/ipvs/manager.js';
+import type { DesiredTable } from '../../../src/ipvs/model.js';
+import { nullLogger } from '../../../src/log/logger.js';
+
+const N = 100;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function config(): Config {
+  const r = validateConfig({
+    vipRanges: ['198.51.100.0/24'],
+    bgp: { asn: 64513, routerId: '192.0.2.10', peers: [{ address: '192.0.2.1', asn: 64512 }] },
+    // Well above the burst's own duration on a loaded machine.
+    coordinator: { batchDelay: '200ms', presencePorts: [] },
+    vips: [{ address: '198.51.100.10', minHealthy: 1 }],
+    services: [
+      {
+        vip: '198.51.100.10',
+        port: 80,
+        check: { type: 'tcp', interval: '1s' },
+        realservers: Array.from({ length: N }, (_, i) => ({ address: `203.0.113.${i + 1}` })),
+      },
+    ],
+  });
+  if (!r.ok) throw new Error(JSON.stringify(r.problems));
+  return r.config;
+}
+
+/** The health monitor's seam: targets in, transitions out. */
+class FakeHealth extends EventEmitter<HealthEvents> {
+  update(): { added: string[]; changed: string[]; removed: string[]; kept: number } {
+    return { added: [], changed: [], removed: [], kept: 0 };
+  }
+  status(): undefined {
+    return undefined;
+  }
+  stop(): void {}
+  flip(id: string, up: boolean): void {
+    this.emit('transition', { id, up, first: false, reason: up ? 'ok' : 'connect ECONNREFUSED', pending: false, at: Date.now() });
+  }
+}
+
+/** The IPVS manager's seam: each reconcile takes a few ms, like a small `ipvsadm -R`. */
+class FakeIpvs {
+  readonly tables: DesiredTable[] = [];
+  async reconcile(t: DesiredTable): Promise<ReconcileResult> {
+    this.tables.push(t);
+    await sleep(5);
+    return { ops: 1, durationMs: 5, draining: 0, reread: false, refused: [] };
+  }
+  preview(): string[] {
+    return [];
+  }
+  stop(): void {}
+}
+
+class FakeBgp extends EventEmitter {
+  readonly calls: RouteIntent[][] = [];
+  async setRoutes(i: RouteIntent[]): Promise<RouteChanges> {
+    this.calls.push(i);
+    await sleep(2);
+    return { announced: [], updated: [], withdrawn: [], rejected: [], deferred: false };
+  }
+  async reconfigure(): Promise<void> {}
+  async stop(): Promise<void> {}
+}
+
+const weights = (t: DesiredTable): number[] => [...[...t.values()][0]!.dests.values()].map((d) => d.weight);
+
+/** Calls since `from` that asked for something different from the call before (the real subsystems change nothing for an equal state). */
+function changes<T>(calls: T[], from: number, key: (t: T) => unknown): number {
+  let n = 0;
+  for (let i = Math.max(1, from); i < calls.length; i++) if (JSON.stringify(key(calls[i]!)) !== JSON.stringify(key(calls[i - 1]!))) n++;
+  return n;
+}
+const vips = (i: RouteIntent[]): string[] => i.map((x) => `${x.vip.address} ${x.state}`);
+
+describe('coordinator batching (real timers, fakes at the seams)', () => {
+  let dir: string;
+  let health: FakeHealth;
+  let ipvs: FakeIpvs;
+  let bgp: FakeBgp;
+  let c: Coordinator;
+  let ids: string[];
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'vipd-batch-'));
+    const cfg = config();
+    const s = cfg.services[0]!;
+    ids = s.realservers.map((r) => targetId(s, r));
+    health = new FakeHealth();
+    ipvs = new FakeIpvs();
+    bgp = new FakeBgp();
+    const presence = { open: async () => undefined, close: async () => undefined } as unknown as PresencePorts;
+    c = new Coordinator(cfg, {
+      log: nullLogger,
+      journal: new Journal({ capacity: 1000, maxFileBytes: 1 << 20 }),
+      health: health as unknown as HealthMonitor,
+      ipvs: ipvs as unknown as IpvsManager,
+      bgp: bgp as unknown as BgpSpeaker,
+      overrides: new OverrideStore(join(dir, 'overrides.json')),
+      presence,
+    });
+    c.start();
+    for (const id of ids) health.flip(id, true);
+    await until(() => c.serving && c.isAnnounced('198.51.100.10'));
+    // Quiet before each burst: the announce takes a pass or two of its own.
+    for (let p = -1; p !== c.passes; ) {
+      p = c.passes;
+      await sleep(250);
+      await c.settle();
+    }
+  });
+
+  afterEach(async () => {
+    await c.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function until(fn: () => boolean): Promise<void> {
+    for (let i = 0; i < 500 && !fn(); i++) await sleep(10);
+    expect(fn()).toBe(true);
+  }
+
+  it('applies a burst of 100 flips over several event-loop turns as one IPVS reconcile', async () => {
+    const before = ipvs.tables.length;
+    const passes = c.passes;
+    // Flips arrive over several event-loop turns, as check results do.
+    for (const [i, id] of ids.entries()) {
+      health.flip(id, i % 2 === 1);
+      if (i % 10 === 9) await sleep(1);
+    }
+    await sleep(300);
+    await c.settle();
+    expect(c.passes - passes).toBe(1);
+    expect(ipvs.tables.length - before).toBe(1);
+    expect(weights(ipvs.tables.at(-1)!)).toEqual(ids.map((_, i) => (i % 2 === 1 ? 100 : 0)));
+    expect(c.isAnnounced('198.51.100.10')).toBe(true);
+  });
+
+  it('withdraws once when all 100 go down in a burst, without waiting out the batch, and announces once when they return', async () => {
+    const calls = bgp.calls.length;
+    const ipvsFrom = ipvs.tables.length;
+    for (const [i, id] of ids.entries()) {
+      health.flip(id, false);
+      if (i % 10 === 9 && i < N - 1) await sleep(1);
+    }
+    // The last flip takes the VIP down: its pass runs on a 0 ms timer, which fires before this
+    // 20 ms one, while the batch's own 200 ms timer cannot have.
+    await sleep(20);
+    expect(bgp.calls.at(-1)).toEqual([]);
+    expect(changes(ipvs.tables, ipvsFrom, weights)).toBe(1);
+    await sleep(300);
+    await c.settle();
+    expect(changes(bgp.calls, calls, vips)).toBe(1);
+    expect(changes(ipvs.tables, ipvsFrom, weights)).toBe(1);
+    expect(bgp.calls.at(-1)).toEqual([]);
+    expect(weights(ipvs.tables.at(-1)!).every((w) => w === 0)).toBe(true);
+    const ipvsBefore = ipvs.tables.length;
+    for (const id of ids) health.flip(id, true);
+    await until(() => c.isAnnounced('198.51.100.10'));
+    await c.settle();
+    // The announce waits for the pass after IPVS applied; that pass changes nothing in IPVS.
+    expect(changes(ipvs.tables, ipvsBefore, weights)).toBe(1);
+    expect(changes(bgp.calls, calls, vips)).toBe(2);
+  });
+});
