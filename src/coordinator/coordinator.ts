@@ -359,6 +359,11 @@ export class Coordinator {
       this.retireAfterWithdraw(r.generation);
       return;
     }
+    if (lane === 'addresses' && (r.result as AddressChanges).failed.length > 0) {
+      // Some addresses did not take: the same state must be applied again, not skipped as equal.
+      this.addrLane.forget();
+      if (!this.stopped) setTimeout(() => this.schedule(0), 1000).unref();
+    }
     // A VIP that was waiting for its address and IPVS to land can now be announced.
     if ([...this.upGen].some(([v, g]) => !this.announced.has(v) && this.ipvsLane.applied >= g && this.addrLane.applied >= g)) this.schedule(0);
   }

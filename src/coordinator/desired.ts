@@ -97,14 +97,15 @@ export function targetId(s: ServiceConfig, r: RealserverConfig): string {
   return `${serviceId(s)}/${canonicalAddress(r.address)}:${realserverPort(s, r)}`;
 }
 
-function destination(inp: DesiredInputs, s: ServiceConfig, r: RealserverConfig): DesiredDestination {
+/** `sid` is serviceId(s), computed once per service by the caller. */
+function destination(inp: DesiredInputs, s: ServiceConfig, sid: string, r: RealserverConfig): DesiredDestination {
   const port = realserverPort(s, r);
   const addr = canonicalAddress(r.address);
   const node = r.node ? inp.config.nodes.find((n) => n.name === r.node) : undefined;
   const agent = r.node ? inp.agents.get(r.node) : undefined;
   const nodeWeight = node?.weight ?? 100;
   const agentWeight = agent?.down || agent?.drain ? 0 : (agent?.weightPercent ?? 100);
-  const h = s.check ? inp.health.get(targetId(s, r)) : { up: true, known: true, reason: 'no check' };
+  const h = s.check ? inp.health.get(`${sid}/${addr}:${port}`) : { up: true, known: true, reason: 'no check' };
   let healthy = h?.up ?? false;
   let reason = h?.reason ?? 'no result yet';
   if (agent?.down) {
@@ -144,23 +145,21 @@ export function required(minHealthy: number | string, total: number): number {
   return f === 0 ? 0 : Math.max(1, Math.ceil(f * total));
 }
 
-function vipState(inp: DesiredInputs, vip: VipConfig, services: DesiredService[]): DesiredVip {
-  const addr = canonicalAddress(vip.address);
+/** `mine`: the services of this VIP. */
+function vipState(inp: DesiredInputs, vip: VipConfig, addr: string, mine: readonly DesiredService[]): DesiredVip {
   const prev = inp.previous.get(addr);
-  const mine = services.filter((s) => canonicalAddress(s.config.vip) === addr);
   const capacity = mine.length ? Math.min(...mine.map((s) => (s.destinations.length ? s.healthy / s.destinations.length : 0))) : 0;
   const out = (state: VipState, reason: string): DesiredVip => ({ config: vip, state, reason, capacity });
 
   if (inp.overrides.disabledVips.has(addr)) return out('disabled', 'disabled by operator');
   if (inp.linkDown.has(addr)) return out('down', `link ${vip.interface ?? ''} down`.replace('  ', ' '));
   if (!mine.length) return out('down', 'no services');
-  const unknown = mine.some((s) =>
-    s.config.check !== undefined && s.config.realservers.some((r) => !(inp.health.get(targetId(s.config, r))?.known ?? false)),
-  );
-  // Never announce before the first health results are in.
-  if (unknown && prev !== 'up' && prev !== 'softfail') return out('pending', 'waiting for first health results');
-
   const wasUp = prev === 'up' || prev === 'softfail';
+  const unknown = (): boolean =>
+    mine.some((s) => s.config.check !== undefined && s.config.realservers.some((r) => !(inp.health.get(targetId(s.config, r))?.known ?? false)));
+  // Never announce before the first health results are in.
+  if (!wasUp && unknown()) return out('pending', 'waiting for first health results');
+
   const verdicts = mine.map((s) => {
     const need = required(vip.minHealthy, s.destinations.length) + (wasUp ? 0 : vip.hysteresis);
     return { s, need, ok: s.healthy >= need };
@@ -177,11 +176,22 @@ function vipState(inp: DesiredInputs, vip: VipConfig, services: DesiredService[]
 }
 
 export function desiredState(inp: DesiredInputs): DesiredState {
+  // Grouped by VIP in one go: thousands of services behind hundreds of VIPs stay linear.
+  const byVip = new Map<string, DesiredService[]>();
   const services = inp.config.services.map((s): DesiredService => {
-    const destinations = s.realservers.map((r) => destination(inp, s, r));
-    return { id: serviceId(s), config: s, destinations, healthy: destinations.filter((d) => d.healthy).length };
+    const id = serviceId(s);
+    const destinations = s.realservers.map((r) => destination(inp, s, id, r));
+    const svc = { id, config: s, destinations, healthy: destinations.filter((d) => d.healthy).length };
+    const vip = canonicalAddress(s.vip);
+    const list = byVip.get(vip);
+    if (list) list.push(svc);
+    else byVip.set(vip, [svc]);
+    return svc;
   });
   const vips = new Map<string, DesiredVip>();
-  for (const v of inp.config.vips) vips.set(canonicalAddress(v.address), vipState(inp, v, services));
+  for (const v of inp.config.vips) {
+    const addr = canonicalAddress(v.address);
+    vips.set(addr, vipState(inp, v, addr, byVip.get(addr) ?? []));
+  }
   return { services, vips };
 }

@@ -27,6 +27,11 @@ export class Lane<T, R> {
     private readonly equal?: (a: T, b: T) => boolean,
   ) {}
 
+  /** The next state is applied even when equal to the last one (that apply fell short). */
+  forget(): void {
+    this.lastValue = undefined;
+  }
+
   /** Offers a new desired state; older ones not yet applied are dropped. */
   set(value: T, generation: number): void {
     if (this.closed) return;

@@ -7,7 +7,7 @@
  * 4 descriptors above the first half's highest. The least-squares RSS slope is reported too. Ends
  * with one `SOAK key=value ...` line; exit 1 when a limit is broken.
  */
-import { DirectorLab, REALSERVERS, until } from '../lab/director.js';
+import { BGP_SECTION, DirectorLab, REALSERVERS, until } from '../lab/director.js';
 import { REPO_ROOT } from '../lab/vm.js';
 
 const MINUTES = Number(process.env.VIPD_SOAK_MINUTES ?? 60);
@@ -20,11 +20,7 @@ function config(weight: number): string {
 node: { name: soak, stateDir: /tmp/vipd-state, runDir: /run/vipd }
 log: { level: info, format: json }
 vipRanges: [198.51.100.0/24]
-bgp:
-  asn: 64513
-  routerId: 192.0.2.10
-  withdrawDelay: 1s
-  peers: [{ address: 192.0.2.1, asn: 64512, connectRetry: 1s, holdTime: 9s, keepalive: 3s }]
+${BGP_SECTION}
 vips: [{ address: ${VIP}, minHealthy: 1 }]
 nodes: [{ name: n3 }]
 services:

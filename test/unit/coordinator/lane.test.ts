@@ -80,4 +80,15 @@ describe('lane', () => {
     expect(applied).toEqual([1]);
     expect(lane.applied).toBe(2);
   });
+
+  it('applies the same state again once told the last apply fell short', async () => {
+    const applied: number[] = [];
+    const lane = new Lane<number, void>(async (v) => void applied.push(v), () => undefined, (a, b) => a === b);
+    lane.set(1, 1);
+    await lane.idle();
+    lane.forget();
+    lane.set(1, 2);
+    await lane.idle();
+    expect(applied).toEqual([1, 1]);
+  });
 });
