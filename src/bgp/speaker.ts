@@ -438,6 +438,16 @@ export class BgpSpeaker extends EventEmitter<Events> {
     }));
   }
 
+  /**
+   * Whether a withdrawal made now reaches every router that may hold our routes: each peer's
+   * session is up, or graceful restart is off (a router then drops our routes with the session).
+   * A router in graceful-restart helper mode keeps them as stale until the session is back and
+   * End-of-RIB arrives, or until its restart timer runs out.
+   */
+  withdrawalsDelivered(): boolean {
+    return !this.cfg.gracefulRestart.enabled || [...this.status.values()].every((s) => s.state === 'ESTABLISHED');
+  }
+
   /** Asks gobgpd for fresh counters and states; returns peers(). */
   async refreshPeers(): Promise<PeerStatus[]> {
     const client = this.live;

@@ -51,6 +51,8 @@ interface Retiring {
   weights: Map<string, Effective>;
   /** Generation whose BGP state no longer has the route. */
   gen: number;
+  /** When BGP first had it withdrawn. */
+  withdrawnAt?: number;
   done: boolean;
   timer?: NodeJS.Timeout;
 }
@@ -371,6 +373,18 @@ export class Coordinator {
   private retireAfterWithdraw(gen: number): void {
     for (const [addr, r] of this.retiring) {
       if (r.done || r.timer || gen < r.gen) continue;
+      r.withdrawnAt ??= Date.now();
+      // A router holding our routes as stale (a session down, e.g. right after a restart) drops
+      // this one only once the session is back; until then the address still draws traffic.
+      // Past the restart time it has dropped every stale route anyway.
+      const bgp = this.config.bgp;
+      if (bgp && this.d.bgp && !this.d.bgp.withdrawalsDelivered() && Date.now() - r.withdrawnAt < bgp.gracefulRestart.restartTime) {
+        r.timer = setTimeout(() => {
+          r.timer = undefined;
+          this.retireAfterWithdraw(gen);
+        }, 250);
+        continue;
+      }
       r.timer = setTimeout(() => {
         r.timer = undefined;
         r.done = true;

@@ -1,6 +1,7 @@
 /**
  * Batching, at the coordinator with real timers: a burst of health flips reaches IPVS as one
- * reconcile, and BGP as one route update. The subsystems are fakes at their seams (the IPVS
+ * reconcile, and BGP as one route update; a removed VIP retires only once its withdrawal can
+ * reach the routers. The subsystems are fakes at their seams (the IPVS
  * manager, the BGP speaker, the health monitor), each counting the calls it gets.
  */
 import { EventEmitter } from 'node:events';
@@ -24,21 +25,23 @@ import { nullLogger } from '../../../src/log/logger.js';
 const N = 100;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function config(): Config {
+function config(withVip = true): Config {
   const r = validateConfig({
     vipRanges: ['198.51.100.0/24'],
-    bgp: { asn: 64513, routerId: '192.0.2.10', peers: [{ address: '192.0.2.1', asn: 64512 }] },
+    bgp: { asn: 64513, routerId: '192.0.2.10', withdrawDelay: '100ms', peers: [{ address: '192.0.2.1', asn: 64512 }] },
     // Well above the burst's own duration on a loaded machine.
     coordinator: { batchDelay: '200ms', presencePorts: [] },
-    vips: [{ address: '198.51.100.10', minHealthy: 1 }],
-    services: [
-      {
-        vip: '198.51.100.10',
-        port: 80,
-        check: { type: 'tcp', interval: '1s' },
-        realservers: Array.from({ length: N }, (_, i) => ({ address: `203.0.113.${i + 1}` })),
-      },
-    ],
+    vips: withVip ? [{ address: '198.51.100.10', minHealthy: 1 }] : [],
+    services: withVip
+      ? [
+          {
+            vip: '198.51.100.10',
+            port: 80,
+            check: { type: 'tcp', interval: '1s' },
+            realservers: Array.from({ length: N }, (_, i) => ({ address: `203.0.113.${i + 1}` })),
+          },
+        ]
+      : [],
   });
   if (!r.ok) throw new Error(JSON.stringify(r.problems));
   return r.config;
@@ -74,6 +77,11 @@ class FakeIpvs {
 
 class FakeBgp extends EventEmitter {
   readonly calls: RouteIntent[][] = [];
+  /** Whether every peer session is up (see BgpSpeaker.withdrawalsDelivered). */
+  delivered = true;
+  withdrawalsDelivered(): boolean {
+    return this.delivered;
+  }
   async setRoutes(i: RouteIntent[]): Promise<RouteChanges> {
     this.calls.push(i);
     await sleep(2);
@@ -181,5 +189,15 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     // The announce waits for the pass after IPVS applied; that pass changes nothing in IPVS.
     expect(changes(ipvs.tables, ipvsBefore, weights)).toBe(1);
     expect(changes(bgp.calls, calls, vips)).toBe(2);
+  });
+
+  it('keeps a removed VIP in IPVS while a peer session is down (its router may hold the stale route), retiring it once the session is up', async () => {
+    bgp.delivered = false;
+    await c.reconfigure(config(false));
+    await until(() => !c.isAnnounced('198.51.100.10'));
+    await sleep(1000);
+    expect(ipvs.tables.at(-1)?.size).toBe(1);
+    bgp.delivered = true;
+    await until(() => ipvs.tables.at(-1)?.size === 0);
   });
 });
