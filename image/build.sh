@@ -101,15 +101,8 @@ fi
 rm -f "$OUT/.inputs"
 say "image: building vipd $version (build $buildid, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
 
-rm -rf "$OUT"/.work.*
-work=$(mktemp -d "$OUT/.work.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-root=$work/root
-mkdir -p "$root"
-
 # --- Alpine userland --------------------------------------------------------------------------
-say "alpine: unpacking $(basename "$alpine") (sha256 ok)"
-unpack_alpine "$alpine" "$root"
+stage_alpine_root "$OUT" .work "$alpine"
 # No package manager on an appliance (and nothing it could reach): apk and the TLS libraries
 # only apk and busybox's ssl_client use.
 rm -rf "$root"/sbin/apk "$root"/lib/apk "$root"/etc/apk "$root"/usr/share/apk "$root"/var/cache/apk \
@@ -169,63 +162,63 @@ EOF
 # CPU instead of 100 s, which `make test` pays whenever src/ changes.
 say "initramfs: packing $(du -sh "$root" | cut -f1) (zstd -9)"
 find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-mkdir -p "$work/iso/boot/grub" "$work/iso/isolinux"
+mkdir -p "$stage/iso/boot/grub" "$stage/iso/isolinux"
 (cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc -R 0:0 --reproducible --quiet) |
-  zstd -9 -T2 -q -c >"$work/iso/boot/initramfs"
-install -m 0644 "$kernel" "$work/iso/boot/vmlinuz"
-say "initramfs: $(du -m "$work/iso/boot/initramfs" | cut -f1) MB, kernel $(du -m "$kernel" | cut -f1) MB ($(elapsed) s so far)"
+  zstd -9 -T2 -q -c >"$stage/iso/boot/initramfs"
+install -m 0644 "$kernel" "$stage/iso/boot/vmlinuz"
+say "initramfs: $(du -m "$stage/iso/boot/initramfs" | cut -f1) MB, kernel $(du -m "$kernel" | cut -f1) MB ($(elapsed) s so far)"
 
 # --- Boot loaders ---------------------------------------------------------------------------------
 subst() { sed -e "s|@VERSION@|$version|g" -e "s|@BUILD@|$buildid|g" -e "s|@CMDLINE@|$CMDLINE|g" "$1"; }
 # GRUB for UEFI finds its medium (CD, USB, raw disk) by a file only this build has.
 marker=boot/vipd-$buildid
-touch "$work/iso/$marker"
-printf 'search --no-floppy --set=root --file /%s\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n' "$marker" >"$work/early.cfg"
-grub-mkimage -O x86_64-efi -d "$grub_efi" -c "$work/early.cfg" -p /boot/grub -o "$work/BOOTX64.EFI" \
+touch "$stage/iso/$marker"
+printf 'search --no-floppy --set=root --file /%s\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n' "$marker" >"$stage/early.cfg"
+grub-mkimage -O x86_64-efi -d "$grub_efi" -c "$stage/early.cfg" -p /boot/grub -o "$stage/BOOTX64.EFI" \
   normal configfile search search_fs_file linux iso9660 fat part_gpt part_msdos serial terminal echo test all_video efi_gop gzio
-subst "$here/boot/grub.cfg" >"$work/iso/boot/grub/grub.cfg"
-subst "$here/boot/syslinux.cfg" >"$work/iso/isolinux/isolinux.cfg"
-install -m 0644 "$isolinux_bin" "$syslinux_mods/ldlinux.c32" "$work/iso/isolinux/"
+subst "$here/boot/grub.cfg" >"$stage/iso/boot/grub/grub.cfg"
+subst "$here/boot/syslinux.cfg" >"$stage/iso/isolinux/isolinux.cfg"
+install -m 0644 "$isolinux_bin" "$syslinux_mods/ldlinux.c32" "$stage/iso/isolinux/"
 
 # The EFI system partition image El Torito points UEFI firmware at.
-efikb=$(( $(stat -c %s "$work/BOOTX64.EFI") / 1024 + 256 ))
-mkfs.vfat -C --invariant -i 56495044 -n VIPDEFI "$work/iso/boot/efiboot.img" "$efikb" >/dev/null
-mmd -i "$work/iso/boot/efiboot.img" ::/EFI ::/EFI/BOOT
-touch -d "@$SOURCE_DATE_EPOCH" "$work/BOOTX64.EFI"
-mcopy -m -i "$work/iso/boot/efiboot.img" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
-find "$work/iso" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+efikb=$(( $(stat -c %s "$stage/BOOTX64.EFI") / 1024 + 256 ))
+mkfs.vfat -C --invariant -i 56495044 -n VIPDEFI "$stage/iso/boot/efiboot.img" "$efikb" >/dev/null
+mmd -i "$stage/iso/boot/efiboot.img" ::/EFI ::/EFI/BOOT
+touch -d "@$SOURCE_DATE_EPOCH" "$stage/BOOTX64.EFI"
+mcopy -m -i "$stage/iso/boot/efiboot.img" "$stage/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+find "$stage/iso" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 # --- Hybrid ISO -----------------------------------------------------------------------------------
 say "iso: xorriso (isolinux for BIOS, GRUB for UEFI, hybrid MBR+GPT for USB)"
 volid="VIPD_${version//./_}"
-xorriso -as mkisofs -o "$work/vipd.iso" -iso-level 3 -full-iso9660-filenames -rational-rock \
+xorriso -as mkisofs -o "$stage/vipd.iso" -iso-level 3 -full-iso9660-filenames -rational-rock \
   -volid "${volid:0:32}" -appid "vipd $version" \
   -isohybrid-mbr "$isohybrid_mbr" \
   -eltorito-boot isolinux/isolinux.bin -eltorito-catalog isolinux/boot.cat \
   -no-emul-boot -boot-load-size 4 -boot-info-table \
   -eltorito-alt-boot -e boot/efiboot.img -no-emul-boot -isohybrid-gpt-basdat \
-  "$work/iso" 2>"$work/xorriso.log" || { cat "$work/xorriso.log" >&2; die "xorriso failed"; }
-[ -s "$work/vipd.iso" ] || die "xorriso made no ISO"
+  "$stage/iso" 2>"$stage/xorriso.log" || { cat "$stage/xorriso.log" >&2; die "xorriso failed"; }
+[ -s "$stage/vipd.iso" ] || die "xorriso made no ISO"
 
 # --- Raw disk image -------------------------------------------------------------------------------
 # MBR with one bootable FAT32 partition (1 MiB aligned) labelled VIPDCFG: syslinux boots it on
 # BIOS, GRUB (EFI/BOOT/BOOTX64.EFI) on UEFI, and init takes it as the config volume, so the
 # stick that boots the director also carries vipd.yaml and its persistent state.
 say "raw image: FAT32 partition VIPDCFG with syslinux and GRUB"
-img=$work/vipd.img
+img=$stage/vipd.img
 # Room beyond the boot files for vipd.yaml and the state directory (journal, overrides).
-part_sectors=$(( ($(du -sm "$work/iso/boot" | cut -f1) + 64) * 2048 ))
+part_sectors=$(( ($(du -sm "$stage/iso/boot" | cut -f1) + 64) * 2048 ))
 truncate -s $(( (2048 + part_sectors) * 512 )) "$img"
 mkfs.vfat -F 32 --offset 2048 --invariant -i 56495044 -n VIPDCFG "$img" $((part_sectors / 2)) >/dev/null
 fat="$img@@$((2048 * 512))"
 mmd -i "$fat" ::/boot ::/boot/grub ::/EFI ::/EFI/BOOT ::/syslinux
-mcopy -m -i "$fat" "$work/iso/boot/vmlinuz" "$work/iso/boot/initramfs" "$work/iso/$marker" ::/boot/
-mcopy -m -i "$fat" "$work/iso/boot/grub/grub.cfg" ::/boot/grub/
-mcopy -m -i "$fat" "$work/BOOTX64.EFI" ::/EFI/BOOT/
-mcopy -m -i "$fat" "$work/iso/isolinux/isolinux.cfg" ::/syslinux/syslinux.cfg
-install -m 0644 "$here/vipd.yaml.example" "$work/vipd.yaml.example"
-touch -d "@$SOURCE_DATE_EPOCH" "$work/vipd.yaml.example"
-mcopy -m -i "$fat" "$work/vipd.yaml.example" ::/
+mcopy -m -i "$fat" "$stage/iso/boot/vmlinuz" "$stage/iso/boot/initramfs" "$stage/iso/$marker" ::/boot/
+mcopy -m -i "$fat" "$stage/iso/boot/grub/grub.cfg" ::/boot/grub/
+mcopy -m -i "$fat" "$stage/BOOTX64.EFI" ::/EFI/BOOT/
+mcopy -m -i "$fat" "$stage/iso/isolinux/isolinux.cfg" ::/syslinux/syslinux.cfg
+install -m 0644 "$here/vipd.yaml.example" "$stage/vipd.yaml.example"
+touch -d "@$SOURCE_DATE_EPOCH" "$stage/vipd.yaml.example"
+mcopy -m -i "$fat" "$stage/vipd.yaml.example" ::/
 syslinux --install --offset $((2048 * 512)) --directory /syslinux "$img"
 # Boot code, a fixed disk signature, and partition 1: active, type 0x0c (FAT32, LBA), from
 # sector 2048. CHS fields say "use LBA" (fe ff ff).
@@ -239,11 +232,11 @@ le32() { printf "\\x$(printf %02x $(($1 & 255)))\\x$(printf %02x $(($1 >> 8 & 25
 } | dd of="$img" conv=notrunc bs=1 seek=440 status=none
 
 # --- Outputs --------------------------------------------------------------------------------------
-mkdir -p "$work/out"
-mv "$work/vipd.iso" "$work/vipd.img" "$work/out/"
-cp "$work/iso/boot/vmlinuz" "$work/iso/boot/initramfs" "$work/out/"
-echo "$CMDLINE" >"$work/out/cmdline.txt"
-iso_mb=$(awk -v b="$(stat -c %s "$work/out/vipd.iso")" 'BEGIN{printf "%.1f", b/1048576}')
+mkdir -p "$stage/out"
+mv "$stage/vipd.iso" "$stage/vipd.img" "$stage/out/"
+cp "$stage/iso/boot/vmlinuz" "$stage/iso/boot/initramfs" "$stage/out/"
+echo "$CMDLINE" >"$stage/out/cmdline.txt"
+iso_mb=$(awk -v b="$(stat -c %s "$stage/out/vipd.iso")" 'BEGIN{printf "%.1f", b/1048576}')
 {
   echo "vipd $version build $buildid"
   echo "kernel $kver; modules: $modules_count"
@@ -251,11 +244,11 @@ iso_mb=$(awk -v b="$(stat -c %s "$work/out/vipd.iso")" 'BEGIN{printf "%.1f", b/1
   echo "SOURCE_DATE_EPOCH $SOURCE_DATE_EPOCH"
   echo "$pkgversions"
   echo "sizes (bytes):"
-  (cd "$work/out" && stat -c '  %n %s' vipd.iso vipd.img vmlinuz initramfs)
+  (cd "$stage/out" && stat -c '  %n %s' vipd.iso vipd.img vmlinuz initramfs)
   echo "root filesystem unpacked: $(du -sm "$root" | cut -f1) MB"
-} >"$work/out/manifest.txt"
-(cd "$work/out" && sha256sum vipd.iso vipd.img vmlinuz initramfs cmdline.txt manifest.txt >SHA256SUMS)
-for f in vipd.iso vipd.img vmlinuz initramfs cmdline.txt manifest.txt SHA256SUMS; do mv -f "$work/out/$f" "$OUT/$f"; done
+} >"$stage/out/manifest.txt"
+(cd "$stage/out" && sha256sum vipd.iso vipd.img vmlinuz initramfs cmdline.txt manifest.txt >SHA256SUMS)
+for f in vipd.iso vipd.img vmlinuz initramfs cmdline.txt manifest.txt SHA256SUMS; do mv -f "$stage/out/$f" "$OUT/$f"; done
 echo "$inputs" >"$OUT/.inputs"
 say "image: vipd.iso $iso_mb MB, root in RAM $(du -sm "$root" | cut -f1) MB, built in $(elapsed) s"
 say "image: $OUT/vipd.iso $OUT/vipd.img"

@@ -32,6 +32,18 @@ unpack_alpine() {
   mknod -m 666 "$2/dev/null" c 1 3
 }
 
+# A fresh staging directory under $1 (named $2.XXXXXX, removed on exit; any earlier one is what
+# a killed build left behind) with the Alpine minirootfs $3 unpacked: sets $stage and $root.
+stage_alpine_root() {
+  rm -rf "$1/$2".*
+  stage=$(mktemp -d "$1/$2.XXXXXX")
+  trap 'rm -rf "$stage"' EXIT
+  root=$stage/root
+  mkdir -p "$root"
+  say "alpine: unpacking $(basename "$3") (sha256 ok)"
+  unpack_alpine "$3" "$root"
+}
+
 # The shared libraries (and the loader) of the programs given, as sorted "soname path" lines.
 glibc_libs() {
   local b

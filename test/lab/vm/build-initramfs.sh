@@ -76,16 +76,9 @@ if [ -f "$out/$image" ]; then
 fi
 
 started=$(date +%s.%N)
-# Under the lock, any other build directory is what a killed build left behind.
-rm -rf "$vmdir"/.build.*
-stage=$(mktemp -d "$vmdir/.build.XXXXXX")
-trap 'rm -rf "$stage"' EXIT
-root=$stage/root
-mkdir -p "$root"
-
 # --- Alpine userland ------------------------------------------------------------------------
-say "alpine: unpacking $(basename "$alpine") (sha256 ok)"
-unpack_alpine "$alpine" "$root"
+# Under the lock, so no other build's directory is in use.
+stage_alpine_root "$vmdir" .build "$alpine"
 echo vipd-vm >"$root/etc/hostname"
 
 # --- Kernel modules ---------------------------------------------------------------------------
