@@ -37,12 +37,19 @@ export class VipAddresses {
   private readonly ip: IpCommand;
   private readonly wanted = new Map<string, HostAddress[]>();
   private queue: Promise<unknown> = Promise.resolve();
+  private vipRanges: readonly string[];
 
   constructor(
     private readonly opts: VipAddressesOptions,
     private readonly log: Logger,
   ) {
     this.ip = opts.ip ?? new IpCommand();
+    this.vipRanges = opts.vipRanges;
+  }
+
+  /** A reload changed vipRanges: the next reconcile adds, keeps and removes within the new ones. */
+  setVipRanges(ranges: readonly string[]): void {
+    this.vipRanges = ranges;
   }
 
   /** Picks the interface for BGP-mode VIPs: the dummy if the kernel can create one, else lo. */
@@ -73,7 +80,7 @@ export class VipAddresses {
   private async apply(source: string, desired: readonly HostAddress[]): Promise<AddressChanges> {
     this.wanted.set(source, [...desired]);
     const current = await this.ip.addresses();
-    const plan = planAddresses([...this.wanted.values()].flat(), current, this.opts.vipRanges);
+    const plan = planAddresses([...this.wanted.values()].flat(), current, this.vipRanges);
     if (!this.opts.sources.every((s) => this.wanted.has(s))) plan.remove = [];
     for (const r of plan.refused) this.log.warn('VIP outside vipRanges: not added', { address: r.address, device: r.device });
     const lines = batchLines(plan);

@@ -170,10 +170,7 @@ export class BgpSpeaker extends EventEmitter<Events> {
         if (this.stopped) return;
         this.restarting = true;
         await this.restore(client);
-      }).catch((e: unknown) => {
-        this.log.error('restoring gobgpd after its restart failed; restarting it again', { error: (e as Error).message });
-        sup.recycle();
-      });
+      }).catch((e: unknown) => this.restoreFailed(sup, e));
     });
     sup.on('log', (e) => this.onGobgpdLog(e));
     return sup;
@@ -185,9 +182,17 @@ export class BgpSpeaker extends EventEmitter<Events> {
     return p;
   }
 
+  /** A gobgpd that could not be brought to the desired state is restarted (with the supervisor's backoff) and restored from scratch. */
+  private restoreFailed(sup: GobgpdSupervisor, e: unknown): void {
+    this.log.error('restoring gobgpd failed; restarting it', { error: (e as Error).message });
+    sup.recycle();
+  }
+
   /**
    * Starts gobgpd and BGP. Peers come up with the first setRoutes(). When a previous vipd
-   * left gobgpd behind (crash, kill -9, restart), this is a graceful restart.
+   * left gobgpd behind (crash, kill -9, restart), this is a graceful restart. Throws only when
+   * gobgpd cannot be spawned: a gobgpd that is slow, dies or fails its restore is restarted by
+   * the supervisor and restored on its `ready`.
    */
   start(): Promise<void> {
     return this.serial(async () => {
@@ -197,15 +202,8 @@ export class BgpSpeaker extends EventEmitter<Events> {
       this.restarting = recovered;
       if (recovered) this.log.info('previous gobgpd did not stop cleanly: graceful restart, routers keep our routes until we refresh them');
       // Without a client gobgpd is still starting: its `ready` restores it.
-      if (client) {
-        try {
-          await this.restore(client);
-        } catch (e) {
-          await this.supervisor.stop('SIGKILL');
-          throw e;
-        }
-      }
       this.started = true;
+      if (client) await this.restore(client).catch((e: unknown) => this.restoreFailed(this.supervisor, e));
     });
   }
 

@@ -61,6 +61,7 @@ function printStatus(s: StatusReport): void {
   out(`config    ${s.config.file} version ${s.config.version}`);
   out(`reload    ${r.at} ${r.ok ? 'ok' : 'REFUSED'}${r.version && r.version !== s.config.version ? ` (version ${r.version})` : ''}`);
   for (const p of r.problems.slice(0, 5)) out(`          ${p}`);
+  if (r.atRestart?.length) out(`          at the next restart: ${r.atRestart.join(', ')}`);
   for (const p of s.problems) out(`problem   ${p}`);
   if (s.overrides.drained.length || s.overrides.disabled.length) {
     out(`overrides drained: ${s.overrides.drained.join(', ') || '-'}; disabled: ${s.overrides.disabled.join(', ') || '-'}`);
@@ -131,6 +132,7 @@ function printPlan(p: PlanReport): void {
   section('peers added', p.peers.added);
   section('peers removed', p.peers.removed);
   section('peers changed', p.peers.changed);
+  section('at the next restart', p.atRestart);
 }
 
 type JsonOpt = { json?: boolean };
@@ -199,7 +201,7 @@ program.command('reload').description('apply the config file on disk (same as SI
   .action(async (opts: JsonOpt) => {
     const r = (await request(socket(), 'reload', {}, 60_000)) as ReloadReport;
     if (opts.json) json(r);
-    else if (r.ok) out(`reloaded: version ${r.version}`);
+    else if (r.ok) out(`reloaded: version ${r.version}${r.atRestart?.length ? `; at the next restart: ${r.atRestart.join(', ')}` : ''}`);
     else for (const p of r.problems) out(p);
     if (!r.ok) process.exitCode = 1;
   });

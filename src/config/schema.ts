@@ -368,8 +368,15 @@ export const configShape = z.strictObject({
     .strictObject({
       /** Director-presence ports: open while serving, closed while draining or stopping. */
       presencePorts: z.array(port).default([44444]),
-      /** Bursts of events are coalesced and applied within this delay. */
+      /** Events within this delay of the last pass are coalesced into one pass when it ends; an isolated one is applied at once. */
       batchDelay: duration(0, 10_000).default(50),
+      /**
+       * How often IPVS and the VIP addresses are read back from the kernel and repaired where
+       * they drifted (someone ran ipvsadm or ip by hand); 0 never.
+       */
+      resyncInterval: duration(0, 86_400_000)
+        .refine((ms) => ms === 0 || ms >= 1000, 'resyncInterval is 0 (never) or at least 1s')
+        .default(300_000),
     })
     .prefault({}),
   status: z

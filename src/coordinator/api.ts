@@ -10,6 +10,8 @@ export interface ReloadReport {
   ok: boolean;
   version?: string;
   problems: string[];
+  /** Changed settings that vipd reads only at start: they take effect at the next restart. */
+  atRestart?: string[];
 }
 
 export interface HostFacts {
@@ -91,6 +93,8 @@ export interface PlanReport {
   routes: { announce: string[]; withdraw: string[]; change: string[] };
   checks: { added: string[]; removed: string[] };
   peers: { added: string[]; removed: string[]; changed: string[] };
+  /** Changed settings that take effect only at the next restart. */
+  atRestart: string[];
 }
 
 export type EventsReport = JournalEvent[];

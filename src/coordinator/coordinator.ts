@@ -84,6 +84,11 @@ export class Coordinator {
   private synced = false;
   private stopped = false;
   private batchTimer?: NodeJS.Timeout;
+  private leading?: NodeJS.Immediate;
+  private retryTimer?: NodeJS.Timeout;
+  private resyncTimer?: NodeJS.Timeout;
+  /** When the last pass ran (performance.now(): immune to wall-clock jumps). */
+  private lastPass = -Infinity;
   private deferred?: NodeJS.Immediate;
   private graceTimer?: NodeJS.Timeout;
   private last?: DesiredState;
@@ -124,7 +129,7 @@ export class Coordinator {
       if (known && (!prev?.known || prev.up !== e.up)) d.journal.append('health', `${e.id} ${e.up ? 'up' : 'down'}`, { reason: e.reason });
       // A route to a VIP that just lost its last needed realserver blackholes traffic: its
       // withdrawal does not wait out the batch (the pass still carries everything batched so far).
-      this.schedule(prev?.up && !e.up && this.takesVipDown(e.id) ? 0 : undefined);
+      this.schedule(prev?.up === true && !e.up && this.takesVipDown(e.id));
     });
     d.health.on('agent', (e) => {
       this.agents.set(e.id, e.answered ? { down: e.down, drain: e.drain, ...(e.weightPercent !== undefined ? { weightPercent: e.weightPercent } : {}) } : (this.agents.get(e.id) ?? {}));
@@ -135,17 +140,39 @@ export class Coordinator {
       const m = d.metrics;
       d.health.on('result', (e) => m.checkSeconds.observe({ type: d.health.status(e.id)?.type ?? 'unknown', outcome: e.result.ok ? 'ok' : 'fail' }, e.result.durationMs / 1000));
     }
-    d.arp?.on('link', (e) => {
+    if (d.arp) this.wireArp(d.arp);
+    if (d.bgp) this.wireBgp(d.bgp);
+  }
+
+  /** An ARP manager started after this coordinator (a reload brought the first ARP-mode VIP). */
+  attachArp(arp: ArpManager): void {
+    this.d.arp = arp;
+    this.wireArp(arp);
+  }
+
+  /** A BGP speaker started after this coordinator (a reload brought the first bgp section). */
+  attachBgp(bgp: BgpSpeaker): void {
+    this.d.bgp = bgp;
+    this.wireBgp(bgp);
+  }
+
+  private wireArp(arp: ArpManager): void {
+    const { journal, metrics } = this.d;
+    arp.on('link', (e) => {
       for (const v of e.vips) (e.up ? this.linkDown.delete(v) : this.linkDown.add(canonicalAddress(v)));
-      d.journal.append('arp', `link ${e.device} ${e.up ? 'up' : 'down'}`, { vips: e.vips });
+      journal.append('arp', `link ${e.device} ${e.up ? 'up' : 'down'}`, { vips: e.vips });
       this.schedule();
     });
-    d.arp?.on('owner', (e) => d.journal.append('arp', `${e.owner ? 'took' : 'released'} ${e.vip} on ${e.device}`, { reason: e.reason }));
-    d.arp?.on('arp', (r) => d.metrics?.arpSends.inc({ outcome: r.status }));
-    d.bgp?.on('peer', (p, prev) => d.journal.append('peer', `${p.address} ${prev} -> ${p.state}`, p.lastError ? { error: p.lastError } : undefined));
-    d.bgp?.on('gobgpd', (s) => {
-      if (s === 'down') d.metrics?.gobgpdRestarts.inc();
-      d.journal.append('peer', `gobgpd ${s}`);
+    arp.on('owner', (e) => journal.append('arp', `${e.owner ? 'took' : 'released'} ${e.vip} on ${e.device}`, { reason: e.reason }));
+    arp.on('arp', (r) => metrics?.arpSends.inc({ outcome: r.status }));
+  }
+
+  private wireBgp(bgp: BgpSpeaker): void {
+    const { journal, metrics } = this.d;
+    bgp.on('peer', (p, prev) => journal.append('peer', `${p.address} ${prev} -> ${p.state}`, p.lastError ? { error: p.lastError } : undefined));
+    bgp.on('gobgpd', (s) => {
+      if (s === 'down') metrics?.gobgpdRestarts.inc();
+      journal.append('peer', `gobgpd ${s}`);
     });
   }
 
@@ -186,20 +213,45 @@ export class Coordinator {
     this.log.info('first health results in; programming IPVS and routes', { why });
     this.d.journal.append('daemon', 'serving', { why });
     void this.d.presence.open(this.config.coordinator.presencePorts);
+    this.startResync();
     this.pass();
   }
 
-  /** Coalesces bursts: one pass at most batchDelay after the first event of a burst. */
-  schedule(delayMs = this.config.coordinator.batchDelay): void {
-    if (this.stopped) return;
-    if (this.batchTimer) {
-      if (delayMs > 0) return;
+  /** Reads IPVS and the VIP addresses back from the kernel now and then, and repairs drift. */
+  private startResync(): void {
+    clearInterval(this.resyncTimer);
+    const every = this.config.coordinator.resyncInterval;
+    if (every === 0 || this.stopped) return;
+    this.resyncTimer = setInterval(() => {
+      this.d.ipvs?.resync();
+      this.addrLane.forget();
+      this.schedule();
+    }, every);
+  }
+
+  /**
+   * Coalesces bursts without delaying an isolated event: the first event after a quiet
+   * `batchDelay` runs its pass at once (events of the same event-loop turn join it); events
+   * within `batchDelay` of the last pass share one pass when that window closes. So no event
+   * waits longer than `batchDelay`, and a storm costs at most one pass per `batchDelay`.
+   * `urgent` runs a pass at once regardless (a withdrawal must not wait out the window).
+   */
+  schedule(urgent = false): void {
+    if (this.stopped || this.leading) return;
+    const wait = urgent ? 0 : this.lastPass + this.config.coordinator.batchDelay - performance.now();
+    if (wait <= 0) {
       clearTimeout(this.batchTimer);
+      this.batchTimer = undefined;
+      this.leading = setImmediate(() => {
+        this.leading = undefined;
+        this.pass();
+      });
+      return;
     }
-    this.batchTimer = setTimeout(() => {
+    this.batchTimer ??= setTimeout(() => {
       this.batchTimer = undefined;
       this.pass();
-    }, delayMs);
+    }, wait);
   }
 
   private indexVips(): void {
@@ -277,6 +329,7 @@ export class Coordinator {
   /** One reconcile pass: compute desired state and hand each lane its part. */
   pass(): void {
     if (this.stopped) return;
+    this.lastPass = performance.now();
     const { desired, weights, table, addresses, intents } = this.derive(this.config);
     this.last = desired;
     const gen = ++this.gen;
@@ -338,8 +391,7 @@ export class Coordinator {
       m?.reconcileErrors.inc({ subsystem: lane });
       this.log.error(`${lane} reconcile failed; retrying`, { error: r.error.message });
       this.d.journal.append(lane === 'bgp' ? 'route' : 'ipvs', `${lane} reconcile failed`, { error: r.error.message });
-      // Retry after a pause; the lane keeps the newest state.
-      if (!this.stopped) setTimeout(() => this.schedule(0), 1000).unref();
+      this.retryLater();
       return;
     }
     m?.reconciles.inc({ subsystem: lane });
@@ -364,10 +416,19 @@ export class Coordinator {
     if (lane === 'addresses' && (r.result as AddressChanges).failed.length > 0) {
       // Some addresses did not take: the same state must be applied again, not skipped as equal.
       this.addrLane.forget();
-      if (!this.stopped) setTimeout(() => this.schedule(0), 1000).unref();
+      this.retryLater();
     }
     // A VIP that was waiting for its address and IPVS to land can now be announced.
-    if ([...this.upGen].some(([v, g]) => !this.announced.has(v) && this.ipvsLane.applied >= g && this.addrLane.applied >= g)) this.schedule(0);
+    if ([...this.upGen].some(([v, g]) => !this.announced.has(v) && this.ipvsLane.applied >= g && this.addrLane.applied >= g)) this.schedule(true);
+  }
+
+  /** A pass after a pause, for a lane that failed: the lane keeps the newest state. */
+  private retryLater(): void {
+    if (this.stopped) return;
+    this.retryTimer ??= setTimeout(() => {
+      this.retryTimer = undefined;
+      this.schedule(true);
+    }, 1000);
   }
 
   private retireAfterWithdraw(gen: number): void {
@@ -389,7 +450,7 @@ export class Coordinator {
         r.timer = undefined;
         r.done = true;
         this.log.info('VIP withdrawn and propagated; removing its services and address', { vip: addr });
-        this.schedule(0);
+        this.schedule(true);
       }, this.config.bgp?.withdrawDelay ?? 0);
     }
   }
@@ -415,19 +476,24 @@ export class Coordinator {
     }
     this.config = next;
     this.indexVips();
+    this.d.ipvs?.setVipRanges(next.vipRanges);
+    this.d.addresses?.setVipRanges(next.vipRanges);
     const summary = this.d.health.update(healthTargets(next));
     for (const id of summary.removed) this.health.delete(id);
     for (const id of summary.changed) this.health.delete(id);
     if (this.d.bgp && next.bgp) await this.d.bgp.reconfigure(next.bgp);
-    if (this.synced) await this.d.presence.open(next.coordinator.presencePorts);
-    this.schedule(0);
+    if (this.synced) {
+      await this.d.presence.open(next.coordinator.presencePorts);
+      if (next.coordinator.resyncInterval !== prev.coordinator.resyncInterval) this.startResync();
+    }
+    this.schedule(true);
   }
 
   /** Waits until every lane is idle (tests, benchmarks, shutdown). */
   async settle(): Promise<void> {
     for (let i = 0; i < 3; i++) {
       await new Promise((r) => setImmediate(r));
-      if (this.batchTimer) await new Promise((r) => setTimeout(r, this.config.coordinator.batchDelay + 5));
+      if (this.batchTimer || this.leading) await new Promise((r) => setTimeout(r, this.config.coordinator.batchDelay + 5));
       await Promise.all([this.ipvsLane.idle(), this.bgpLane.idle(), this.addrLane.idle()]);
     }
   }
@@ -437,6 +503,9 @@ export class Coordinator {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.batchTimer);
+    clearImmediate(this.leading);
+    clearTimeout(this.retryTimer);
+    clearInterval(this.resyncTimer);
     clearTimeout(this.graceTimer);
     clearImmediate(this.deferred);
     for (const r of this.retiring.values()) clearTimeout(r.timer);

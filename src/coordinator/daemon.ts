@@ -22,6 +22,7 @@ import { Metrics } from './metrics.js';
 import { OverrideStore, overrideProblem } from './overrides.js';
 import { planReload } from './plan.js';
 import { PresencePorts } from './presence.js';
+import { restartOnly } from './restart-only.js';
 import { StatusServer } from './status-server.js';
 import { StatusView } from './status-view.js';
 
@@ -49,8 +50,9 @@ export class Daemon {
   private status?: StatusServer;
   private view?: StatusView;
   private stopping?: Promise<void>;
-  private bgpRetry?: NodeJS.Timeout;
-  private bgpProblem?: string;
+  private addresses?: VipAddresses;
+  private arp?: ArpManager;
+  private bgp?: BgpSpeaker;
   /** The reload running now (chain tail) and the one queued behind it, which later requests share. */
   private reloadTail: Promise<unknown> = Promise.resolve();
   private reloadQueued?: Promise<ReloadReport>;
@@ -119,39 +121,9 @@ export class Daemon {
     } catch (e) {
       this.problem(`IPVS: ${(e as Error).message}`);
     }
-    const arp = hasArp
-      ? new ArpManager(
-          {
-            addresses,
-            intervalMs: config.arp.interval,
-            concurrency: config.arp.concurrency,
-            arping: config.arp.arping,
-            peers: config.arp.peers,
-            port: config.arp.port,
-            advertMs: config.arp.advertInterval,
-            holdMs: config.arp.holdTime,
-            ...(config.arp.secret ? { secret: config.arp.secret } : {}),
-            ...(config.arp.self ? { self: config.arp.self } : {}),
-          },
-          log.child('arp'),
-        )
-      : undefined;
-    if (arp) {
-      try {
-        await arp.start();
-      } catch (e) {
-        this.problem(`ARP: ${(e as Error).message}`);
-      }
-    }
-    let bgp: BgpSpeaker | undefined;
-    if (config.bgp) {
-      bgp = new BgpSpeaker(config.bgp, log, { runDir: config.node.runDir, ...(this.opts.gobgpdWrap ? { wrap: this.opts.gobgpdWrap } : {}) });
-      try {
-        await bgp.start();
-      } catch (e) {
-        this.retryBgp(bgp, e, 0);
-      }
-    }
+    this.addresses = addresses;
+    const arp = hasArp ? await this.startArp(config, addresses) : undefined;
+    const bgp = config.bgp ? await this.startBgp(config, config.bgp) : undefined;
     const presence = new PresencePorts('::', log.child('presence'));
     // The coordinator counts into the metrics, whose gauges read the view built on it.
     this.metrics = config.metrics.enabled
@@ -187,24 +159,57 @@ export class Daemon {
     this.coordinator.start();
   }
 
+  private async startArp(config: Config, addresses: VipAddresses): Promise<ArpManager> {
+    const a = config.arp;
+    const arp = new ArpManager(
+      {
+        addresses,
+        intervalMs: a.interval,
+        concurrency: a.concurrency,
+        arping: a.arping,
+        peers: a.peers,
+        port: a.port,
+        advertMs: a.advertInterval,
+        holdMs: a.holdTime,
+        ...(a.secret ? { secret: a.secret } : {}),
+        ...(a.self ? { self: a.self } : {}),
+      },
+      this.log.child('arp'),
+    );
+    try {
+      await arp.start();
+    } catch (e) {
+      this.problem(`ARP: ${(e as Error).message}`);
+    }
+    this.arp = arp;
+    return arp;
+  }
+
+  private async startBgp(config: Config, bgpConfig: NonNullable<Config['bgp']>): Promise<BgpSpeaker> {
+    const bgp = new BgpSpeaker(bgpConfig, this.log, { runDir: config.node.runDir, ...(this.opts.gobgpdWrap ? { wrap: this.opts.gobgpdWrap } : {}) });
+    // Only a gobgpd that cannot be spawned fails here; a slow or failing one is retried by its supervisor.
+    await bgp.start().catch((e: unknown) => this.problem(`BGP: ${(e as Error).message}`));
+    this.bgp = bgp;
+    return bgp;
+  }
+
   /**
-   * A gobgpd that fails or is slow to come up at start (a loaded host) is retried with backoff
-   * instead of leaving the director without BGP until the next restart.
+   * A reload may need a subsystem the running vipd did not: its first ARP-mode VIP starts ARP,
+   * a first `bgp` section starts BGP (instead of accepting VIPs that nothing would serve).
    */
-  private retryBgp(bgp: BgpSpeaker, e: unknown, attempt: number): void {
-    if (this.stopping) return;
-    this.bgpProblem = `BGP: ${(e as Error).message}`;
-    this.log.error(`${this.bgpProblem}; retrying`, { attempt });
-    this.journal?.append('daemon', this.bgpProblem, { attempt });
-    this.bgpRetry = setTimeout(() => {
-      bgp.start().then(
-        () => {
-          this.bgpProblem = undefined;
-          this.journal?.append('daemon', 'BGP started', { attempt: attempt + 1 });
-        },
-        (err: unknown) => this.retryBgp(bgp, err, attempt + 1),
-      );
-    }, Math.min(30_000, 1000 * 2 ** attempt));
+  private async startMissing(next: Config): Promise<void> {
+    const c = this.coordinator;
+    if (!c) return;
+    if (!this.arp && this.addresses && next.vips.some((v) => v.mode === 'arp')) {
+      c.attachArp(await this.startArp(next, this.addresses));
+      this.journal?.append('daemon', 'ARP started: the config has its first ARP-mode VIP');
+    }
+    if (!this.bgp && next.bgp) {
+      const bgp = await this.startBgp(next, next.bgp);
+      c.attachBgp(bgp);
+      this.view?.attachBgp(bgp);
+      this.journal?.append('daemon', 'BGP started: the config has its first bgp section');
+    }
   }
 
   private problem(p: string): void {
@@ -233,7 +238,7 @@ export class Daemon {
       if (problem) throw new Error(`${kind}: ${problem}`);
       if (this.overrides.set(kind, target)) {
         this.journal?.append('override', `${kind} ${target}`);
-        this.coordinator.schedule(0);
+        this.coordinator.schedule(true);
       }
       return { value: { overrides: this.overrides.view() } };
     };
@@ -267,7 +272,7 @@ export class Daemon {
       reload: async () => ({ value: await this.reload() }),
       plan: (p) => {
         if (typeof p.file !== 'string') throw new Error('plan needs a "file"');
-        return { value: planReload(this.coordinator, loadConfig({ ...this.opts.load, file: p.file })) };
+        return { value: planReload(this.coordinator, loadConfig({ ...this.opts.load, file: p.file }), { arp: !!this.arp, bgp: !!this.bgp }) };
       },
     };
   }
@@ -287,7 +292,7 @@ export class Daemon {
       vips: this.view?.vips() ?? [],
       services: (this.view?.services() ?? []).map((s) => ({ id: s.id, vip: s.vip, healthy: s.healthy, total: s.total })),
       overrides: this.overrides?.view() ?? { drained: [], disabled: [] },
-      problems: [...(c ? [] : ['no valid config: not serving']), ...this.problems, ...(this.bgpProblem ? [this.bgpProblem] : []), ...extra],
+      problems: [...(c ? [] : ['no valid config: not serving']), ...this.problems, ...extra],
     };
   }
 
@@ -328,11 +333,15 @@ export class Daemon {
       this.log.info('config unchanged', { version: r.version });
       return this.lastReload;
     }
-    this.journal?.append('reload', `config ${this.version} -> ${r.version}`);
+    const atRestart = this.config ? restartOnly(this.config, r.config, { arp: !!this.arp, bgp: !!this.bgp }) : [];
+    if (atRestart.length) this.lastReload.atRestart = atRestart;
+    this.journal?.append('reload', `config ${this.version} -> ${r.version}`, atRestart.length ? { atRestart } : undefined);
     this.log.info('config reloaded', { from: this.version, to: r.version });
+    if (atRestart.length) this.log.warn('changed settings that take effect at the next restart', { settings: atRestart });
     configureLogging(r.config.log.level, r.config.log.format);
     this.config = r.config;
     this.version = r.version;
+    await this.startMissing(r.config);
     await this.coordinator.reconfigure(r.config);
     return this.lastReload;
   }
@@ -343,7 +352,6 @@ export class Daemon {
       this.log.info('vipd stopping', { reason });
       this.journal?.append('daemon', 'vipd stopping', { reason });
       process.removeAllListeners('SIGHUP');
-      clearTimeout(this.bgpRetry);
       await this.coordinator?.stop();
       await this.metrics?.close();
       await this.status?.stop();

@@ -167,7 +167,9 @@ function vipState(inp: DesiredInputs, vip: VipConfig, addr: string, mine: readon
   const ok = vip.require === 'all' ? verdicts.every((v) => v.ok) : verdicts.some((v) => v.ok);
   if (!ok) {
     const worst = verdicts.find((v) => !v.ok) ?? verdicts[0];
-    return out('down', worst ? `${worst.s.id}: ${worst.s.healthy}/${worst.s.destinations.length} healthy, needs ${worst.need}` : 'down');
+    // Down now: say what it takes to come back (with hysteresis), the same in every pass.
+    const back = worst ? worst.need + (wasUp ? vip.hysteresis : 0) : 0;
+    return out('down', worst ? `${worst.s.id}: ${worst.s.healthy}/${worst.s.destinations.length} healthy, needs ${back}` : 'down');
   }
   if (vip.softFail && capacity < vip.softFail.below && capacity > 0) {
     return out('softfail', `capacity ${Math.round(capacity * 100)}% below ${Math.round(vip.softFail.below * 100)}%`);

@@ -8,6 +8,7 @@ import { formatProblem } from '../config/errors.js';
 import type { LoadResult } from '../config/load.js';
 import type { PlanReport } from './api.js';
 import type { Coordinator } from './coordinator.js';
+import { restartOnly, type Running } from './restart-only.js';
 import { healthTargets } from './targets.js';
 
 const empty = (): Omit<PlanReport, 'ok' | 'problems'> => ({
@@ -15,14 +16,16 @@ const empty = (): Omit<PlanReport, 'ok' | 'problems'> => ({
   routes: { announce: [], withdraw: [], change: [] },
   checks: { added: [], removed: [] },
   peers: { added: [], removed: [], changed: [] },
+  atRestart: [],
 });
 
-export function planReload(coordinator: Coordinator | undefined, loaded: LoadResult): PlanReport {
+export function planReload(coordinator: Coordinator | undefined, loaded: LoadResult, running: Running): PlanReport {
   if (!loaded.ok) return { ok: false, problems: loaded.problems.map((p) => formatProblem(loaded.file, p)), ...empty() };
   const next = loaded.config;
   const report: PlanReport = { ok: true, problems: [], ...empty() };
   if (!coordinator) return report;
   const cur = coordinator.running;
+  report.atRestart = restartOnly(cur, next, running);
 
   const def = (t: ReturnType<typeof healthTargets>[number]): string => JSON.stringify(t);
   const before = new Map(healthTargets(cur).map((t) => [t.id, def(t)]));

@@ -34,8 +34,13 @@ export class StatusView {
     private readonly coordinator: Coordinator,
     private readonly health: HealthMonitor,
     private readonly ipvs: IpvsManager | undefined,
-    private readonly bgp: BgpSpeaker | undefined,
+    private bgp: BgpSpeaker | undefined,
   ) {}
+
+  /** A BGP speaker started by a reload. */
+  attachBgp(bgp: BgpSpeaker): void {
+    this.bgp = bgp;
+  }
 
   static async hostFacts(): Promise<HostFacts | null> {
     if (hostCache && Date.now() - hostCache.at < HOST_TTL_MS) return hostCache.facts;

@@ -116,6 +116,9 @@ export class IpvsManager {
   private lastApplied: DesiredTable | undefined;
   /** Firewall-mark services declared during this process's life (they have no VIP to own them by). */
   private readonly fwmarks = new Set<string>();
+  private vipRanges: readonly string[];
+  /** Set by resync(): the table in memory may no longer be the kernel's. */
+  private stale = false;
   private readonly ownedAddress = new Map<string, boolean>();
   private readonly refusedLogged = new Set<string>();
   private readonly schedulers = new Set<string>();
@@ -129,6 +132,7 @@ export class IpvsManager {
     opts: IpvsManagerOptions = {},
   ) {
     this.runner = opts.runner ?? systemRunner;
+    this.vipRanges = cfg.vipRanges;
     const timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
     this.kernel = new Kernel(cfg.ipvsadm, opts.conntrack ?? 'conntrack', this.runner, timeouts);
     this.clock = opts.clock ?? Date.now;
@@ -169,6 +173,23 @@ export class IpvsManager {
       this.log.info('adopted the kernel table', adopted);
       return { modules, sysctls, adopted, durationMs: performance.now() - started };
     });
+  }
+
+  /**
+   * A reload changed vipRanges: ownership is decided again, and the next reconcile plans the
+   * whole table (orphans inside a new range are removed; a range given up is left alone).
+   */
+  setVipRanges(ranges: readonly string[]): void {
+    if (ranges.join() === this.vipRanges.join()) return;
+    this.vipRanges = ranges;
+    this.ownedAddress.clear();
+    this.refusedLogged.clear();
+    this.lastApplied = undefined;
+  }
+
+  /** The next reconcile reads the kernel's table instead of trusting the one in memory, so drift is repaired. */
+  resync(): void {
+    this.stale = true;
   }
 
   /** Makes the kernel match `desired` within vipRanges, in one batch. */
@@ -253,7 +274,7 @@ export class IpvsManager {
     }
     let owned = this.ownedAddress.get(key.address);
     if (owned === undefined) {
-      owned = this.cfg.vipRanges.some((r) => inPrefix(key.address, r));
+      owned = this.vipRanges.some((r) => inPrefix(key.address, r));
       this.ownedAddress.set(key.address, owned);
     }
     return owned;
@@ -281,14 +302,15 @@ export class IpvsManager {
     const started = performance.now();
     // First: a count read may find the table changed behind vipd's back and drop it.
     if (poll && this.drains.size > 0 && this.current) await this.readDrainCounts();
-    const reread = this.current === undefined;
-    const current = this.current ?? (await this.read());
+    const reread = this.current === undefined || this.stale;
+    this.stale = false;
+    const current = reread ? await this.read() : this.current!;
 
     const p = this.plan(current, desired, this.lastApplied && changedSince(this.lastApplied, desired));
     for (const id of p.refused) {
       if (this.refusedLogged.has(id)) continue;
       this.refusedLogged.add(id);
-      this.log.warn('service outside vipRanges: not programmed', { service: id, vipRanges: this.cfg.vipRanges });
+      this.log.warn('service outside vipRanges: not programmed', { service: id, vipRanges: this.vipRanges });
     }
     await this.loadSchedulers(p);
 

@@ -10,6 +10,8 @@ const VIP = '198.51.100.10';
 
 /** The check interval: a failed realserver's weight must be 0 within one interval after the deciding check. */
 const INTERVAL_MS = 1000;
+/** How often vipd reads IPVS and its addresses back from the kernel to repair drift. */
+const RESYNC_S = 5;
 
 interface Event {
   seq: number;
@@ -18,14 +20,18 @@ interface Event {
   message: string;
 }
 
-function config(opts: { vips?: string[]; minHealthy?: number; hysteresis?: number } = {}): string {
-  const vips = opts.vips ?? [VIP];
+function config(opts: { vips?: string[]; arpVips?: string[]; minHealthy?: number; hysteresis?: number; extra?: string } = {}): string {
+  const bgpVips = opts.vips ?? [VIP];
+  const arpVips = opts.arpVips ?? [];
+  const vips = [...bgpVips, ...arpVips];
+  const mode = (v: string): string => (arpVips.includes(v) ? ', mode: arp, interface: eth0' : '');
   return `
 node: { name: e2e, stateDir: /tmp/vipd-state, runDir: /run/vipd }
 log: { level: debug, format: json }
 vipRanges: [198.51.100.0/24]
 ${BGP_SECTION}
-vips: [${vips.map((v) => `{ address: ${v}, minHealthy: ${opts.minHealthy ?? 1}, hysteresis: ${opts.hysteresis ?? 0} }`).join(', ')}]
+coordinator: { resyncInterval: ${RESYNC_S}s }
+vips: [${vips.map((v) => `{ address: ${v}, minHealthy: ${opts.minHealthy ?? 1}, hysteresis: ${opts.hysteresis ?? 0}${mode(v)} }`).join(', ')}]
 nodes: [{ name: n3 }]
 services:
 ${vips
@@ -38,6 +44,7 @@ ${vips
     realservers: [{ address: 203.0.113.11 }, { address: 203.0.113.12 }, { address: 203.0.113.13, node: n3 }]`,
   )
   .join('\n')}
+${opts.extra ?? ''}
 `;
 }
 
@@ -135,7 +142,8 @@ describe('vipd end to end (VM with IPVS, BIRD, realservers)', () => {
     expect(await route()).toBe(true);
     await d.stopServer('203.0.113.12');
     await until('route withdrawn below minHealthy', async () => !(await route()), 20_000);
-    expect((await vipState()).reason).toMatch(/1\/3 healthy, needs 2/);
+    // Down: what it takes to come back, minHealthy plus the hysteresis.
+    expect((await vipState()).reason).toMatch(/1\/3 healthy, needs 3/);
     // Back at the threshold: 2 healthy is not enough to come back (hysteresis 1).
     d.startServer('203.0.113.12');
     await until('realserver healthy again', async () => (await weights())['203.0.113.12'] === 100, 20_000);
@@ -164,6 +172,18 @@ describe('vipd end to end (VM with IPVS, BIRD, realservers)', () => {
       const w = Object.values(await weights());
       return w.length === 3 && w.every((x) => x === 100);
     }, 20_000);
+  }, 300_000);
+
+  it('repairs a destination and the VIP address removed by hand, at the next resync', async () => {
+    const dev = (await d.vm.run(`ip -o addr show to ${VIP}/32`)).stdout.split(/\s+/)[1];
+    expect(dev).toBeTruthy();
+    const table = (await d.vm.run('ipvsadm -Sn')).stdout;
+    await d.vm.run(`ipvsadm -d -t ${VIP}:80 -r 203.0.113.12:80 && ip addr del ${VIP}/32 dev ${dev}`);
+    await until(
+      'destination and address back',
+      async () => (await d.vm.run('ipvsadm -Sn')).stdout === table && (await d.vm.run(`ip -o addr show to ${VIP}/32`)).stdout.includes(VIP),
+      3 * RESYNC_S * 1000,
+    );
   }, 300_000);
 
   it('restarts with the same config without touching IPVS or the route', async () => {
@@ -209,5 +229,17 @@ describe('vipd end to end (VM with IPVS, BIRD, realservers)', () => {
     );
     expect(routeGone).toBeLessThan(addrGone);
     await until('service removed', async () => !(await d.vm.run('ipvsadm -Sn')).stdout.includes(VIP), 20_000);
+  }, 300_000);
+
+  it('a reload with the first ARP-mode VIP starts ARP, and names the settings that wait for a restart', async () => {
+    const arpVip = '198.51.100.20';
+    await reload(config({ vips: ['198.51.100.11'], arpVips: [arpVip], extra: 'ipvs: { drainTimeout: 1m }' }));
+    await until('ARP-mode VIP on eth0', async () => (await d.vm.run(`ip -o addr show dev eth0 to ${arpVip}/32`)).stdout.includes(arpVip), 60_000);
+    // The router's side of the link asks who has it, and the director answers.
+    const asked = await d.lab.exec(d.routerNs, 'arping', ['-c', '1', '-w', '5', '-I', 'eth0', arpVip], 15_000);
+    expect(asked.code, asked.stdout + asked.stderr).toBe(0);
+    expect((await events()).some((e) => e.kind === 'daemon' && e.message.startsWith('ARP started'))).toBe(true);
+    const s = (await vipctl('status')) as { config: { lastReload: { atRestart?: string[] } } };
+    expect(s.config.lastReload.atRestart).toEqual(['ipvs.drainTimeout']);
   }, 300_000);
 });

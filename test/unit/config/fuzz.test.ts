@@ -233,7 +233,7 @@ function judge(t: Tally, label: string, run: () => LoadResult): void {
         if (!named(p)) t.unnamed.push(`${label}: ${p.message}`);
         if (!formatProblem(r.file, p)) t.unnamed.push(`${label}: empty message`);
       }
-      planReload(undefined, r);
+      planReload(undefined, r, { arp: false, bgp: false });
     }
   } catch (e) {
     t.crashes.push(`${label}: ${(e as Error).stack?.split('\n').slice(0, 3).join(' | ') ?? String(e)}`);

@@ -1,6 +1,7 @@
 /**
- * Batching, at the coordinator with real timers: a burst of health flips reaches IPVS as one
- * reconcile, and BGP as one route update; a removed VIP retires only once its withdrawal can
+ * Batching, at the coordinator with real timers: an isolated health flip reaches IPVS at once, a
+ * burst of them in two reconciles (the first flip, then the rest when the window closes), and BGP
+ * as one route update; a removed VIP retires only once its withdrawal can
  * reach the routers. The subsystems are fakes at their seams (the IPVS
  * manager, the BGP speaker, the health monitor), each counting the calls it gets.
  */
@@ -72,6 +73,7 @@ class FakeIpvs {
   preview(): string[] {
     return [];
   }
+  setVipRanges(): void {}
   stop(): void {}
 }
 
@@ -148,7 +150,16 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(fn()).toBe(true);
   }
 
-  it('applies a burst of 100 flips over several event-loop turns as one IPVS reconcile', async () => {
+  it('applies an isolated flip at once, without waiting out the batch window', async () => {
+    const before = ipvs.tables.length;
+    health.flip(ids[0]!, false);
+    // Far inside the 200 ms window a trailing batch would wait.
+    await sleep(30);
+    expect(ipvs.tables.length - before).toBe(1);
+    expect(weights(ipvs.tables.at(-1)!)[0]).toBe(0);
+  });
+
+  it("applies a burst of 100 flips over several event-loop turns in two reconciles: the first turn's flips at once, the rest together", async () => {
     const before = ipvs.tables.length;
     const passes = c.passes;
     // Flips arrive over several event-loop turns, as check results do.
@@ -158,8 +169,10 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     }
     await sleep(300);
     await c.settle();
-    expect(c.passes - passes).toBe(1);
-    expect(ipvs.tables.length - before).toBe(1);
+    expect(c.passes - passes).toBe(2);
+    expect(ipvs.tables.length - before).toBe(2);
+    // The first ten arrive in one turn and share the leading pass.
+    expect(weights(ipvs.tables.at(-2)!)).toEqual(ids.map((_, i) => (i < 10 && i % 2 === 0 ? 0 : 100)));
     expect(weights(ipvs.tables.at(-1)!)).toEqual(ids.map((_, i) => (i % 2 === 1 ? 100 : 0)));
     expect(c.isAnnounced('198.51.100.10')).toBe(true);
   });
@@ -171,22 +184,23 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
       health.flip(id, false);
       if (i % 10 === 9 && i < N - 1) await sleep(1);
     }
-    // The last flip takes the VIP down: its pass runs on a 0 ms timer, which fires before this
-    // 20 ms one, while the batch's own 200 ms timer cannot have.
+    // The first flip's pass runs at once; the last flip takes the VIP down and its pass runs at
+    // once too, well before the 200 ms window closes: two IPVS changes, one withdrawal.
     await sleep(20);
     expect(bgp.calls.at(-1)).toEqual([]);
-    expect(changes(ipvs.tables, ipvsFrom, weights)).toBe(1);
+    expect(changes(ipvs.tables, ipvsFrom, weights)).toBe(2);
     await sleep(300);
     await c.settle();
     expect(changes(bgp.calls, calls, vips)).toBe(1);
-    expect(changes(ipvs.tables, ipvsFrom, weights)).toBe(1);
+    expect(changes(ipvs.tables, ipvsFrom, weights)).toBe(2);
     expect(bgp.calls.at(-1)).toEqual([]);
     expect(weights(ipvs.tables.at(-1)!).every((w) => w === 0)).toBe(true);
     const ipvsBefore = ipvs.tables.length;
     for (const id of ids) health.flip(id, true);
     await until(() => c.isAnnounced('198.51.100.10'));
     await c.settle();
-    // The announce waits for the pass after IPVS applied; that pass changes nothing in IPVS.
+    // All 100 return in one event-loop turn: one pass; the announce waits for the pass after
+    // IPVS applied, which changes nothing in IPVS.
     expect(changes(ipvs.tables, ipvsBefore, weights)).toBe(1);
     expect(changes(bgp.calls, calls, vips)).toBe(2);
   });

@@ -102,6 +102,11 @@ describe('desired state: VIP up/down', () => {
     expect(vipOf(desiredState(inputs(cfg, [true, false, false], { previous: prevDown }))).state).toBe('down');
     expect(vipOf(desiredState(inputs(cfg, [true, true, false], { previous: prevDown }))).state).toBe('up');
     expect(vipOf(desiredState(inputs(cfg, [true, false, false], { previous: prevUp }))).state).toBe('up');
+    // Going down and staying down give the same reason: what it takes to come back.
+    const going = vipOf(desiredState(inputs(cfg, [false, false, false], { previous: prevUp })));
+    const staying = vipOf(desiredState(inputs(cfg, [false, false, false], { previous: prevDown })));
+    expect(going.reason).toBe('tcp:198.51.100.10:80: 0/3 healthy, needs 2');
+    expect(staying.reason).toBe(going.reason);
   });
 
   it('soft-fails below the configured capacity instead of going down', () => {

@@ -147,6 +147,37 @@ describe('IpvsManager (simulated kernel)', () => {
     expect(log.events.filter((e) => e.level === 'warn').map((e) => e.fields?.service)).toEqual(['tcp 192.0.2.81:80']);
   });
 
+  it('follows vipRanges changed by a reload: a new range is owned (its orphans removed, its services programmed)', async () => {
+    const k = new FakeKernel();
+    k.add('-A -t 192.0.2.80:80 -s rr');
+    const m = new IpvsManager(cfg(), nullLogger, { runner: k });
+    await m.start();
+    const wanted = desiredTable([web, svc({ vip: '192.0.2.81', port: 80 })]);
+    expect((await m.reconcile(wanted)).refused).toEqual(['tcp 192.0.2.81:80']);
+    m.setVipRanges(['198.51.100.0/24', '192.0.2.0/25']);
+    const r = await m.reconcile(wanted);
+    expect(r.refused).toEqual([]);
+    expect(k.services.map((s) => k.sid(s)).sort()).toEqual(['tcp 192.0.2.81:80', 'tcp 198.51.100.10:80']);
+  });
+
+  it('repairs drift made behind its back only after resync(): it plans against memory until then', async () => {
+    const k = new FakeKernel();
+    const m = new IpvsManager(cfg(), nullLogger, { runner: k });
+    await m.start();
+    const wanted = desiredTable([web]);
+    await m.reconcile(wanted);
+    k.add('-d -t 198.51.100.10:80 -r 203.0.113.1:80');
+    k.add('-e -t 198.51.100.10:80 -r 203.0.113.2:80 -g -w 7 -x 1000 -y 10');
+    expect((await m.reconcile(wanted)).ops).toBe(0);
+    m.resync();
+    const r = await m.reconcile(wanted);
+    // .1 comes back, and .2 is added again after it: mh's slots follow the destination order.
+    expect(r).toMatchObject({ ops: 3, reread: true });
+    expect(k.dest('tcp 198.51.100.10:80', '203.0.113.1:80')?.weight).toBe(50);
+    expect(k.dest('tcp 198.51.100.10:80', '203.0.113.2:80')?.weight).toBe(100);
+    expect((await m.reconcile(wanted)).ops).toBe(0);
+  });
+
   it('reports the operation that failed, keeps the rest, and retries on the next reconcile', async () => {
     const k = new FakeKernel();
     const m = new IpvsManager(cfg(), nullLogger, { runner: k });
