@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   let stub: ReturnType<typeof createStub> | undefined;
   try {
     bl = await createBgpLab([V6_SESSION]);
-    const cfg = bgpConfig({ peers: [{ address: '2001:db8:0:1::1', asn: ROUTER_ASN, holdTime: '9s', keepalive: '3s', connectRetry: '1s' }] });
+    const cfg = bgpConfig({ peers: [{ address: '2001:db8:0:1::1', asn: ROUTER_ASN, holdTime: '9s', keepalive: '3s', connectRetry: '5s' }] });
     speaker = new BgpSpeaker(cfg, nullLogger, { runDir: bl.lab.path('run'), wrap: ['ip', 'netns', 'exec', bl.director] });
     await speaker.start();
     await speaker.setRoutes([]);

@@ -2,11 +2,14 @@
 // bench.ts). Plain JavaScript over the compiled dist/, so it needs no build of its own.
 //
 //   node guest.mjs raw   SERVICES DESTS   time a plain `ipvsadm -R` of the ruleset
-//   node guest.mjs vipd  SERVICES DESTS   vipd's cold sync, a no-op reconcile, one weight change
+//   node guest.mjs vipd  SERVICES DESTS   vipd's cold sync, no-op reconciles, one weight change, all
+//                                         through a Coordinator (fake health monitor, real IPVS)
 //
 // Prints one line: RESULT <json>.
 import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { openSync, readFileSync, writeFileSync } from 'node:fs';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 
 const [mode, nServices, nDests] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
 const dist = new URL('../../dist/', import.meta.url);
@@ -76,94 +79,172 @@ async function raw() {
   return { from, to, ops: lines.length, ms, clearMs };
 }
 
+/** The health monitor's seam, as the coordinator sees it: targets in, verdicts out. */
+class FakeHealth extends EventEmitter {
+  /** Ids of the targets given (as the monitor holds them), until their first verdicts are out. */
+  ids = [];
+  update(targets) {
+    this.ids = targets.map((t) => t.id);
+    return { added: [], changed: [], removed: [], kept: 0 };
+  }
+  status() {
+    return undefined;
+  }
+  stop() {}
+  verdict(id, up, first = false) {
+    this.emit('transition', { id, up, first, pending: false, reason: up ? 'ok' : 'connect ECONNREFUSED', at: Date.now() });
+  }
+  /** Every target up, at once (in the daemon they come in over the first check interval). */
+  firstVerdicts() {
+    for (const id of this.ids) this.verdict(id, true, true);
+    this.ids = [];
+  }
+}
+
 async function vipd() {
   const { IpvsManager } = await import(new URL('ipvs/manager.js', dist).href);
-  const { desiredService, desiredTable, realserverKey, withService } = await import(new URL('ipvs/desired.js', dist).href);
+  const { Coordinator } = await import(new URL('coordinator/coordinator.js', dist).href);
+  const { targetId } = await import(new URL('coordinator/desired.js', dist).href);
+  const { Journal } = await import(new URL('coordinator/journal.js', dist).href);
+  const { OverrideStore } = await import(new URL('coordinator/overrides.js', dist).href);
+  const { validateConfig } = await import(new URL('config/load.js', dist).href);
   const { nullLogger } = await import(new URL('log/logger.js', dist).href);
-  const config = services();
-  const cfg = { ipvsadm: 'ipvsadm', sysctls: {}, drainTimeout: 300_000, modules: [], vipRanges: ['198.51.100.0/24'] };
+  // The daemon's config: every service health-checked. batchDelay 0: each health change gets
+  // a pass of its own at once (as the first change after a quiet batchDelay does anyway).
+  const load = () => {
+    const list = services().map((s) => ({ ...s, check: { type: 'tcp' } }));
+    const r = validateConfig({
+      vipRanges: ['198.51.100.0/24'],
+      bgp: { asn: 64513, routerId: '192.0.2.10' },
+      coordinator: { batchDelay: 0, presencePorts: [], resyncInterval: 0 },
+      vips: [...new Set(list.map((s) => s.vip))].map((address) => ({ address })),
+      services: list,
+    });
+    if (!r.ok) throw new Error(`config: ${JSON.stringify(r.problems.slice(0, 3))}`);
+    return r.config;
+  };
+  const config = load();
+  const cfg = { ipvsadm: 'ipvsadm', sysctls: {}, drainTimeout: 300_000, modules: [], vipRanges: config.vipRanges };
 
-  // Cold sync: from a new manager on an empty kernel to everything applied.
+  // Cold sync: from a new manager and coordinator on an empty kernel, as vipd starts, to every
+  // health target's first verdict applied.
   const from = Date.now();
   const t0 = performance.now();
   const manager = new IpvsManager(cfg, nullLogger);
   await manager.start({ schedulers: ['mh'] });
   const t1 = performance.now();
-  const weights = new Map();
-  let desired = desiredTable(config, weights);
-  const t2 = performance.now();
-  const cold = await manager.reconcile(desired);
+  // Each reconcile the IPVS lane runs, as it completes.
+  const reconciles = [];
+  let reconciled = () => {};
+  const reconcile = manager.reconcile.bind(manager);
+  manager.reconcile = async (table) => {
+    const started = performance.now();
+    const r = await reconcile(table);
+    reconciles.push({ started, r });
+    reconciled(r);
+    return r;
+  };
+  const next = () => new Promise((resolve) => (reconciled = resolve));
+  const journal = new Journal({ capacity: 10_000, maxFileBytes: 1 << 20 });
+  const health = new FakeHealth();
+  const presence = { open: async () => undefined, close: async () => undefined };
+  const c = new Coordinator(config, { log: nullLogger, journal, health, ipvs: manager, overrides: new OverrideStore(), presence });
+  c.start();
+  let first = next();
+  health.firstVerdicts();
+  const cold = await first;
   const coldMs = performance.now() - t0;
   const to = Date.now();
+  await c.settle();
 
-  // Nothing to change, with the same table.
-  const same = await manager.reconcile(desired);
+  // Nothing to change: a pass with the same inputs hands IPVS the same table.
+  first = next();
+  c.schedule(true);
+  const same = await first;
+  await c.settle();
   await quiet();
 
-  // One realserver's weight, from decision to applied, three ways in each round so that all
-  // three see the same load on the host:
-  //  - derived: one service rebuilt and put in a table derived from the last (withService);
-  //  - full: the daemon's path: the coordinator rebuilds the whole desired table from config
-  //    and health on every pass (unchanged services come back as the same objects);
-  //  - bare: the same edit by hand from this process (`ipvsadm -e`, no vipd): what the kernel
-  //    and ipvsadm cost by themselves. There and back, so vipd's model stays true.
-  const svc = config[Math.floor(config.length / 2)];
+  // One realserver's weight, from the health verdict to the IPVS lane reporting it applied: a
+  // failing check takes it to 0, the next verdict back to 100. In each round, to see the same
+  // host load, the same edit by hand (`ipvsadm -e`, no vipd): what the kernel and ipvsadm cost
+  // by themselves. There and back, so vipd's model stays true.
+  const svc = config.services[Math.floor(config.services.length / 2)];
   const rs = svc.realservers[nDests - 1];
-  const key = realserverKey(svc, rs);
+  const id = targetId(svc, rs);
   const changes = [];
-  const fullChanges = [];
   const bare = [];
+  let appliedAt = () => {};
+  journal.on('event', (e) => {
+    if (e.kind === 'ipvs' && e.message.startsWith('applied ')) appliedAt(performance.now());
+  });
+  const change = async (up) => {
+    const at = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the IPVS lane never reported the change applied')), 120_000);
+      appliedAt = (t) => {
+        clearTimeout(timer);
+        resolve(t);
+      };
+    });
+    const n = reconciles.length;
+    const c0 = performance.now();
+    health.verdict(id, up);
+    const ms = (await at) - c0;
+    await c.settle();
+    changes.push({ ms, ops: reconciles.slice(n).reduce((k, x) => k + x.r.ops, 0) });
+  };
   const edit = (w) => run('ipvsadm', ['-e', '-t', `${svc.vip}:${svc.port}`, '-r', `${rs.address}:${svc.port}`, '-g', '-w', String(w)]);
   for (let i = 0; i < CHANGES; i++) {
-    let c0 = performance.now();
-    weights.set(key, 50);
-    desired = withService(desired, desiredService(svc, weights));
-    let r = await manager.reconcile(desired);
-    changes.push({ ms: performance.now() - c0, ops: r.ops });
-    c0 = performance.now();
-    weights.set(key, 100);
-    desired = desiredTable(config, weights);
-    r = await manager.reconcile(desired);
-    fullChanges.push({ ms: performance.now() - c0, ops: r.ops });
+    await change(false);
+    await change(true);
     bare.push(await edit(70), await edit(100));
   }
   const rssBusyMb = process.memoryUsage().rss / 2 ** 20;
   // Steady state: V8 returns the cold sync's peak to the system only once the process has been
-  // idle a while (its memory reducer runs after some seconds without allocation).
-  for (let i = 0; i < 25; i++) {
+  // idle a while: its memory reducer then runs a full GC of its own and shrinks the heap. Until
+  // that GC the heap may be tight around garbage (in use near its size), which is not settled.
+  let fullGcs = 0;
+  const gcs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) fullGcs++;
+  });
+  gcs.observe({ entryTypes: ['gc'] });
+  for (let i = 0; i < 60; i++) {
     await new Promise((r) => setTimeout(r, 2000));
     const m = process.memoryUsage();
-    if (m.heapTotal <= 1.15 * m.heapUsed) break;
+    if (fullGcs > 0 && m.heapTotal <= 1.15 * m.heapUsed) break;
   }
+  gcs.disconnect();
+  const settled = fullGcs > 0;
   const rssMb = process.memoryUsage().rss / 2 ** 20;
   const heapMb = process.memoryUsage().heapUsed / 2 ** 20;
 
-  // Nothing to change, with a table rebuilt from config (as after a reload): compared in full.
-  desired = undefined;
+  // Nothing to change, after a reload of the same config (parsed again, so every service is
+  // built afresh and compared in full).
   const t3 = performance.now();
-  const rebuilt = await manager.reconcile(desiredTable(services(), weights));
+  first = next();
+  await c.reconfigure(load());
+  const rebuilt = await first;
   const rebuiltMs = performance.now() - t3;
+  await c.settle();
   const rssAfterRebuildMb = process.memoryUsage().rss / 2 ** 20;
-  manager.stop();
+  await c.stop();
   await run('ipvsadm', ['-C']);
   return {
     from,
     to,
     coldMs,
     startMs: t1 - t0,
-    buildMs: t2 - t1,
+    // From the first verdict to the IPVS lane starting the batch: the coordinator's work.
+    buildMs: (reconciles[0]?.started ?? t1) - t1,
     reconcileMs: cold.durationMs,
     coldOps: cold.ops,
     noopOps: same.ops + rebuilt.ops,
     noopRebuiltMs: rebuiltMs,
-    changeMs: median(changes.map((c) => c.ms)),
-    changeOps: Math.max(...changes.map((c) => c.ops)),
-    changes: changes.map((c) => Math.round(c.ms)),
-    fullChangeMs: median(fullChanges.map((c) => c.ms)),
-    fullChangeOps: Math.max(...fullChanges.map((c) => c.ops)),
-    fullChanges: fullChanges.map((c) => Math.round(c.ms)),
+    changeMs: median(changes.map((x) => x.ms)),
+    changeOps: Math.max(...changes.map((x) => x.ops)),
+    changes: changes.map((x) => Math.round(x.ms)),
     bareMs: median(bare),
     rssMb,
+    settled,
     rssBusyMb,
     heapMb,
     rssAfterRebuildMb,

@@ -33,7 +33,7 @@ function deferralSeconds(cfg: BgpConfig): number {
 }
 
 export function globalMsg(cfg: BgpConfig): GlobalMsg {
-  return { asn: cfg.asn, router_id: cfg.routerId, listen_port: cfg.listenPort, listen_addresses: [] };
+  return { asn: cfg.asn, router_id: cfg.routerId, listen_port: cfg.listenPort, listen_addresses: cfg.listenAddresses ?? [] };
 }
 
 /**
@@ -103,6 +103,8 @@ export function validateBgpConfig(cfg: BgpConfig): string[] {
   if (!validAsn(cfg.asn)) out.push(`bgp.asn: ${cfg.asn}: ${ASN_RULE}`);
   if (isIP(cfg.routerId) !== 4) out.push(`bgp.routerId: ${cfg.routerId} is not an IPv4 address`);
   if (!(Number.isInteger(cfg.listenPort) && cfg.listenPort >= -1 && cfg.listenPort <= 65535)) out.push(`bgp.listenPort: ${cfg.listenPort} is not -1..65535`);
+  if (cfg.listenAddresses && cfg.listenPort === -1) out.push('bgp.listenAddresses: listen addresses without a listener (bgp.listenPort is -1)');
+  for (const a of cfg.listenAddresses ?? []) if (isIP(a) === 0) out.push(`bgp.listenAddresses: ${a} is not an IP address`);
   if (cfg.nextHop !== undefined && isIP(cfg.nextHop) !== 4) out.push(`bgp.nextHop: ${cfg.nextHop} is not an IPv4 address`);
   if (cfg.nextHop6 !== undefined && isIP(cfg.nextHop6) !== 6) out.push(`bgp.nextHop6: ${cfg.nextHop6} is not an IPv6 address`);
   if (seconds(cfg.gracefulRestart.restartTime) > 4095) out.push('bgp.gracefulRestart.restartTime: at most 4095 s');

@@ -505,7 +505,27 @@ export class BgpSpeaker extends EventEmitter<Events> {
       const up = Number(p.timers?.state?.uptime?.seconds ?? 0);
       patch.establishedAt = up > 0 ? new Date(up * 1000).toISOString() : (s.establishedAt ?? new Date().toISOString());
     }
+    const previous = s.state;
     this.setState(s, p.state.session_state, patch);
+    if (previous === 'ESTABLISHED' && s.state === 'IDLE') this.skipIdleHold(s.address);
+  }
+
+  /**
+   * gobgpd 3.x keeps a peer whose session ended in IDLE for a fixed 5 s, closing every connection
+   * the router makes meanwhile, and then dials only after another 5-10 s. A peer deleted and
+   * added again starts in ACTIVE at once: a router that connects to us (bgp.listenPort) gets
+   * its session back within its own connect retry, and gobgpd's first dial comes 5 s sooner.
+   */
+  private skipIdleHold(key: string): void {
+    const client = this.live;
+    this.serial(async () => {
+      // Only a peer still held: not one that reconnected, was removed, or belongs to an earlier gobgpd.
+      if (this.stopped || !client || this.live !== client || !this.inGobgpd.has(key) || this.status.get(key)?.state !== 'IDLE') return;
+      await client.deletePeer(key);
+      this.inGobgpd.delete(key);
+      await this.addPeers(client);
+      this.log.info('session ended: peer re-added, so it need not wait out gobgpd\'s idle hold', { peer: key });
+    }).catch((e: unknown) => this.log.warn('re-adding a peer after its session ended failed', { peer: key, error: (e as Error).message }));
   }
 
   private onGobgpdDown(): void {

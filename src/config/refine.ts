@@ -90,6 +90,7 @@ export function refineConfig(c: Shape, ctx: z.RefinementCtx): void {
   });
 
   if (c.bgp) {
+    if (c.bgp.listenAddresses && c.bgp.listenPort === -1) fail(['bgp', 'listenAddresses'], 'listen addresses without a listener (bgp.listenPort is -1)');
     const peers = new Set<string>();
     c.bgp.peers.forEach((p, i) => {
       const at = (...q: Path): Path => ['bgp', 'peers', i, ...q];

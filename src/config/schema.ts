@@ -186,6 +186,10 @@ export const peerSchema = z.strictObject({
   description: z.string().max(80).optional(),
   holdTime: duration(3000, 65_535_000).default(90_000),
   keepalive: duration(1000, 21_845_000).default(30_000),
+  /**
+   * How often gobgpd dials the peer: a random 1-2× this between attempts. gobgpd 3.x never
+   * dials sooner than 5 s, so a shorter setting means 5 s (accepted: configs from before keep loading).
+   */
   connectRetry: duration(1000, 3_600_000).default(5000),
   /** TCP-MD5 password; never logged or shown. */
   password: z.string().min(1).max(80).optional(),
@@ -201,6 +205,8 @@ export const bgpSchema = z.strictObject({
   routerId: ipv4Address,
   /** -1: no listener, vipd connects out only. */
   listenPort: z.number().int().min(-1).max(65535).default(-1),
+  /** Where the listener binds (this host's peering addresses); default every address, VIPs included. */
+  listenAddresses: z.array(ipAddress).min(1).optional(),
   gobgpd: z
     .strictObject({
       binary: z.string().default('gobgpd'),

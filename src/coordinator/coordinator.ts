@@ -14,20 +14,23 @@ import type { AddressChanges, VipAddresses } from '../addr/addresses.js';
 import { desiredVipAddresses, type HostAddress } from '../addr/plan.js';
 import type { ArpManager } from '../arp/manager.js';
 import type { RouteChanges, RouteIntent, BgpSpeaker } from '../bgp/speaker.js';
-import type { Config, ServiceConfig, VipConfig } from '../config/schema.js';
+import type { Config, VipConfig } from '../config/schema.js';
 import type { HealthMonitor } from '../health/index.js';
-import { desiredTable, realserverKey, type Effective } from '../ipvs/desired.js';
+import { desiredService as ipvsService, tableId } from '../ipvs/desired.js';
 import type { IpvsManager, ReconcileResult } from '../ipvs/manager.js';
-import type { DesiredTable } from '../ipvs/model.js';
+import type { DesiredTable, Service } from '../ipvs/model.js';
 import type { Logger } from '../log/logger.js';
 import { canonicalAddress } from '../util/ip.js';
-import { desiredState, targetId, type AgentReport, type DesiredState, type TargetHealth, type VipState } from './desired.js';
+import { deriveAll, deriveChanges, refresh, settled, targetVip, type ChangeInputs, type Changes, type Derivation } from './derivation.js';
+import { desiredService, type AgentReport, type DesiredState, type DesiredVip, type VipState } from './desired.js';
 import type { Journal } from './journal.js';
 import { Lane, type LaneResult } from './lane.js';
 import type { Metrics } from './metrics.js';
 import type { OverrideStore } from './overrides.js';
 import type { PresencePorts } from './presence.js';
 import { healthTargets } from './targets.js';
+import { TrackedMap, TrackedSet } from './tracked.js';
+import { Verdicts } from './verdicts.js';
 
 export interface CoordinatorDeps {
   log: Logger;
@@ -47,8 +50,8 @@ export interface CoordinatorDeps {
 /** A VIP removed from config: withdrawn first, its services and address kept until then. */
 interface Retiring {
   vip: VipConfig;
-  services: ServiceConfig[];
-  weights: Map<string, Effective>;
+  /** Its IPVS services as last derived. */
+  services: Service[];
   /** Generation whose BGP state no longer has the route. */
   gen: number;
   /** When BGP first had it withdrawn. */
@@ -58,8 +61,6 @@ interface Retiring {
 }
 
 export interface Derived {
-  desired: DesiredState;
-  weights: Map<string, Effective>;
   table: DesiredTable;
   addresses: HostAddress[];
   /** Every BGP-mode VIP that is up or soft-failed, before ordering gates. */
@@ -71,15 +72,14 @@ const STARTUP_GRACE_CAP_MS = 60_000;
 export class Coordinator {
   private config: Config;
   private readonly log: Logger;
-  private readonly health = new Map<string, TargetHealth>();
-  private readonly agents = new Map<string, AgentReport>();
-  private readonly linkDown = new Set<string>();
-  private vipStates = new Map<string, VipState>();
+  // Tracked: a pass re-derives only what changed in them (derivation.ts).
+  private readonly health = new Verdicts();
+  private readonly agents = new TrackedMap<string, AgentReport>();
+  private readonly linkDown = new TrackedSet<string>();
   /** Generation at which each VIP last became up (its route waits until IPVS and addresses applied it). */
   private readonly upGen = new Map<string, number>();
   private readonly announced = new Set<string>();
   private readonly retiring = new Map<string, Retiring>();
-  private weights = new Map<string, Effective>();
   private gen = 0;
   private synced = false;
   private stopped = false;
@@ -91,13 +91,13 @@ export class Coordinator {
   private lastPass = -Infinity;
   private deferred?: NodeJS.Immediate;
   private graceTimer?: NodeJS.Timeout;
-  private last?: DesiredState;
+  /** The desired state of the last pass. */
+  private derivation?: Derivation;
+  /** What it was last derived in full with, besides config: when either changes, everything is derived again. */
+  private basis?: { overrides: number; kept: Retiring[]; addresses: HostAddress[] };
   private readonly ipvsLane: Lane<DesiredTable, ReconcileResult>;
   private readonly bgpLane: Lane<RouteIntent[], RouteChanges>;
   private readonly addrLane: Lane<HostAddress[], AddressChanges>;
-  /** Each checked target's VIP, and each VIP with its services (for takesVipDown). */
-  private vipOfTarget = new Map<string, string>();
-  private vipParts = new Map<string, { vips: VipConfig[]; services: ServiceConfig[] }>();
   /** Passes that reached the lanes; tests and benchmarks wait on it. */
   passes = 0;
 
@@ -106,7 +106,6 @@ export class Coordinator {
     private readonly d: CoordinatorDeps,
   ) {
     this.config = config;
-    this.indexVips();
     this.log = d.log.child('coordinator');
     this.ipvsLane = new Lane(
       (t) => (d.ipvs ? d.ipvs.reconcile(t) : Promise.resolve({ ops: 0, durationMs: 0, draining: 0, reread: false, refused: [] })),
@@ -184,8 +183,12 @@ export class Coordinator {
     return this.synced && !this.stopped;
   }
 
+  /** VIPs as of the last pass; services (200,000 destinations are not kept) worked out now. */
   state(): DesiredState | undefined {
-    return this.last;
+    const d = this.derivation;
+    if (!d) return undefined;
+    const inp = this.inputs(d.config);
+    return { services: d.config.services.map((s) => desiredService(inp, s)), vips: new Map(d.vips) };
   }
 
   isAnnounced(vip: string): boolean {
@@ -254,101 +257,91 @@ export class Coordinator {
     }, wait);
   }
 
-  private indexVips(): void {
-    this.vipOfTarget = new Map();
-    this.vipParts = new Map();
-    for (const v of this.config.vips) this.vipParts.set(canonicalAddress(v.address), { vips: [v], services: [] });
-    for (const s of this.config.services) {
-      const vip = canonicalAddress(s.vip);
-      this.vipParts.get(vip)?.services.push(s);
-      if (s.check) for (const r of s.realservers) this.vipOfTarget.set(targetId(s, r), vip);
-    }
-  }
-
   /** Whether the target's VIP, up now, is down with the current health (that VIP alone is derived). */
   private takesVipDown(id: string): boolean {
-    const vip = this.vipOfTarget.get(id);
-    const was = vip ? this.vipStates.get(vip) : undefined;
-    const parts = vip ? this.vipParts.get(vip) : undefined;
-    if (!vip || !parts || (was !== 'up' && was !== 'softfail')) return false;
-    const now = desiredState({
-      config: { ...this.config, ...parts },
-      health: this.health,
-      agents: this.agents,
-      overrides: this.d.overrides.overrides(new Set(this.config.nodes.map((n) => n.name))),
-      linkDown: this.linkDown,
-      previous: this.vipStates,
-    }).vips.get(vip)?.state;
-    return now !== 'up' && now !== 'softfail';
+    const d = this.derivation;
+    if (d?.config !== this.config) return false;
+    // The changes so far are derived now, not again by the pass: a burst costs what it changes.
+    const inp = this.inputs(d.config);
+    this.derivation = refresh(d, inp, this.changes());
+    const v = targetVip(this.derivation, inp, id);
+    return v !== undefined && isUp(v.was.state) && !isUp(v.now.state);
   }
 
-  private allKnown(): boolean {
-    return healthTargets(this.config).every((t) => 'agent' in t || this.health.get(t.id)?.known === true);
+  /** Health, agent and link changes since the last look. */
+  private changes(): Changes {
+    return { targets: this.health.take(), nodes: this.agents.take(), vips: this.linkDown.take() };
+  }
+
+  /** What desired state is derived from for `config`, besides the previous VIP states. */
+  private inputs(config: Config): ChangeInputs {
+    const nodeNames = new Set(config.nodes.map((n) => n.name));
+    return { config, health: this.health, agents: this.agents, overrides: this.d.overrides.overrides(nodeNames), linkDown: this.linkDown };
+  }
+
+  private previousStates(): Map<string, VipState> {
+    return new Map([...(this.derivation?.vips ?? [])].map(([addr, v]) => [addr, v.state]));
+  }
+
+  /** VIPs gone from `config` whose withdrawal has not propagated yet: their services and address stay. */
+  private kept(config: Config): Retiring[] {
+    const current = new Set(config.vips.map((v) => canonicalAddress(v.address)));
+    return [...this.retiring].filter(([addr, r]) => !r.done && !current.has(addr)).map(([, r]) => r);
+  }
+
+  private addressesOf(config: Config, kept: readonly Retiring[]): HostAddress[] {
+    return desiredVipAddresses([...config.vips, ...kept.map((r) => r.vip)].map((vip) => ({ vip, owned: false })), this.d.bgpDevice ?? 'lo');
   }
 
   /** Desired state and what each lane would get for `config`, from the current inputs (pure). */
   derive(config: Config): Derived {
-    const nodeNames = new Set(config.nodes.map((n) => n.name));
-    const desired = desiredState({
-      config,
-      health: this.health,
-      agents: this.agents,
-      overrides: this.d.overrides.overrides(nodeNames),
-      linkDown: this.linkDown,
-      previous: this.vipStates,
-    });
-    const weights = new Map<string, Effective>();
-    for (const s of desired.services) {
-      s.config.realservers.forEach((r, i) => {
-        const dst = s.destinations[i];
-        if (dst) weights.set(realserverKey(s.config, r), dst.healthy || dst.drained ? dst.weight : 'down');
-      });
+    const kept = this.kept(config);
+    const d = deriveAll({ ...this.inputs(config), previous: this.previousStates() }, kept.flatMap((r) => r.services));
+    return { table: d.table, addresses: this.addressesOf(config, kept), intents: intentsOf(d.vips) };
+  }
+
+  /**
+   * The desired state brought up to date: only what health, agents and links touched since the
+   * last pass, unless config, overrides or the VIPs being retired changed.
+   */
+  private advance(): Derivation {
+    const changes = this.changes();
+    const prev = this.derivation;
+    const overrides = this.d.overrides.version;
+    const kept = this.kept(this.config);
+    const b = this.basis;
+    if (prev?.config === this.config && b?.overrides === overrides && b.kept.length === kept.length && b.kept.every((r, i) => r === kept[i])) {
+      return deriveChanges(prev, this.inputs(this.config), changes);
     }
-    const services = [...config.services];
-    const addrVips: { vip: VipConfig; owned: boolean }[] = config.vips.map((vip) => ({ vip, owned: false }));
-    const current = new Set(config.vips.map((v) => canonicalAddress(v.address)));
-    for (const [addr, r] of this.retiring) {
-      if (r.done || current.has(addr)) continue;
-      services.push(...r.services);
-      for (const [k, w] of r.weights) weights.set(k, w);
-      addrVips.push({ vip: r.vip, owned: false });
-    }
-    const intents: RouteIntent[] = [];
-    for (const v of desired.vips.values()) {
-      if (v.config.mode === 'bgp' && (v.state === 'up' || v.state === 'softfail')) intents.push({ vip: v.config, state: v.state });
-    }
-    return {
-      desired,
-      weights,
-      table: desiredTable(services, weights),
-      addresses: desiredVipAddresses(addrVips, this.d.bgpDevice ?? 'lo'),
-      intents,
-    };
+    this.basis = { overrides, kept, addresses: this.addressesOf(this.config, kept) };
+    return deriveAll({ ...this.inputs(this.config), previous: this.previousStates() }, kept.flatMap((r) => r.services));
   }
 
   /** One reconcile pass: compute desired state and hand each lane its part. */
   pass(): void {
     if (this.stopped) return;
     this.lastPass = performance.now();
-    const { desired, weights, table, addresses, intents } = this.derive(this.config);
-    this.last = desired;
+    const before = this.derivation;
+    const d = this.advance();
+    this.derivation = d;
+    const { vips, table } = d;
     const gen = ++this.gen;
-    const states = new Map<string, VipState>();
-    for (const [addr, v] of desired.vips) {
-      states.set(addr, v.state);
-      const before = this.vipStates.get(addr);
-      if (before !== v.state) this.d.journal.append('vip', `${addr} ${before ?? 'new'} -> ${v.state}`, { reason: v.reason });
-      const up = v.state === 'up' || v.state === 'softfail';
-      if (up && !this.upGen.has(addr)) this.upGen.set(addr, gen);
-      if (!up) this.upGen.delete(addr);
+    // Only an up BGP-mode VIP waits to be announced: anything else left in upGen would make
+    // every lane completion run another pass, for ever.
+    if (d.config !== before?.config) for (const addr of this.upGen.keys()) if (vips.get(addr)?.config.mode !== 'bgp') this.upGen.delete(addr);
+    for (const addr of d.moved) {
+      const v = vips.get(addr) as DesiredVip;
+      this.d.journal.append('vip', `${addr} ${before?.vips.get(addr)?.state ?? 'new'} -> ${v.state}`, { reason: v.reason });
+      if (!isUp(v.state) || v.config.mode !== 'bgp') this.upGen.delete(addr);
+      else if (!this.upGen.has(addr)) this.upGen.set(addr, gen);
     }
-    this.vipStates = states;
     if (!this.synced) {
-      if (this.allKnown()) this.sync('all health targets have a result');
+      if (settled(d)) this.sync('all health targets have a result');
       return;
     }
     this.passes++;
-    this.weights = weights;
+    const intents = intentsOf(vips);
+    const addresses = this.basis?.addresses ?? [];
     // Announce a VIP only once its address and IPVS are in place; until then it is pending
     // (after a restart, BGP holds End-of-RIB for it so routers keep its stale route).
     const routes = intents.map((i) => {
@@ -368,9 +361,7 @@ export class Coordinator {
     };
     if (withdrawing) this.deferred = setImmediate(rest);
     else rest();
-    this.d.arp?.setVips(
-      [...desired.vips.values()].filter((v) => v.config.mode === 'arp').map((v) => ({ vip: v.config, up: v.state === 'up' || v.state === 'softfail' })),
-    );
+    this.d.arp?.setVips([...vips.values()].filter((v) => v.config.mode === 'arp').map((v) => ({ vip: v.config, up: isUp(v.state) })));
   }
 
   /** The kernel operations that would make IPVS match `table` (for plan); nothing is applied. */
@@ -380,7 +371,7 @@ export class Coordinator {
 
   /** The routes currently asked of BGP (for plan). */
   currentIntents(): RouteIntent[] {
-    return this.derive(this.config).intents.filter((i) => this.announced.has(canonicalAddress(i.vip.address)));
+    return intentsOf(this.derivation?.vips ?? new Map()).filter((i) => this.announced.has(canonicalAddress(i.vip.address)));
   }
 
   private laneDone<T, R>(lane: 'ipvs' | 'bgp' | 'addresses', r: LaneResult<T, R>): void {
@@ -461,10 +452,9 @@ export class Coordinator {
     const gone = prev.vips.filter((v) => !next.vips.some((n) => canonicalAddress(n.address) === canonicalAddress(v.address)));
     for (const v of gone) {
       const addr = canonicalAddress(v.address);
-      const services = prev.services.filter((s) => canonicalAddress(s.vip) === addr);
-      const weights = new Map<string, Effective>();
-      for (const s of services) for (const r of s.realservers) weights.set(realserverKey(s, r), this.weights.get(realserverKey(s, r)) ?? r.weight);
-      this.retiring.set(addr, { vip: v, services, weights, gen: this.gen + 1, done: false });
+      // As last derived; at their configured weights if nothing was.
+      const services = prev.services.filter((s) => canonicalAddress(s.vip) === addr).map((s) => this.derivation?.table.get(tableId(s)) ?? ipvsService(s));
+      this.retiring.set(addr, { vip: v, services, gen: this.gen + 1, done: false });
     }
     // A VIP that comes back while retiring is simply configured again.
     for (const v of next.vips) {
@@ -475,7 +465,6 @@ export class Coordinator {
       }
     }
     this.config = next;
-    this.indexVips();
     this.d.ipvs?.setVipRanges(next.vipRanges);
     this.d.addresses?.setVipRanges(next.vipRanges);
     const summary = this.d.health.update(healthTargets(next));
@@ -518,6 +507,15 @@ export class Coordinator {
     await this.d.arp?.stop();
     this.d.ipvs?.stop();
   }
+}
+
+const isUp = (s: VipState): s is 'up' | 'softfail' => s === 'up' || s === 'softfail';
+
+/** Every BGP-mode VIP that is up or soft-failed. */
+function intentsOf(vips: ReadonlyMap<string, DesiredVip>): RouteIntent[] {
+  const out: RouteIntent[] = [];
+  for (const v of vips.values()) if (v.config.mode === 'bgp' && isUp(v.state)) out.push({ vip: v.config, state: v.state });
+  return out;
 }
 
 function noRoutes(): RouteChanges {

@@ -62,12 +62,20 @@ export interface DesiredDestination {
   weight: number;
 }
 
-export interface DesiredService {
+/** What a VIP's state needs to know of one of its services. */
+export interface ServiceHealth {
   /** Stable identity: `tcp:198.51.100.10:80` or `fwm:7:4`. */
   id: string;
   config: ServiceConfig;
-  destinations: DesiredDestination[];
   healthy: number;
+  /** Realservers, healthy or not. */
+  total: number;
+  /** Some checked realserver has no verdict yet. */
+  unknown: boolean;
+}
+
+export interface DesiredService extends ServiceHealth {
+  destinations: DesiredDestination[];
 }
 
 export interface DesiredVip {
@@ -92,42 +100,43 @@ export function realserverPort(s: ServiceConfig, r: RealserverConfig): number {
   return r.port ?? s.port ?? 0;
 }
 
-/** Health target id of one realserver of one service. */
-export function targetId(s: ServiceConfig, r: RealserverConfig): string {
-  return `${serviceId(s)}/${canonicalAddress(r.address)}:${realserverPort(s, r)}`;
+/** Health target id of one realserver of one service (`sid`: serviceId(s), if the caller has it). */
+export function targetId(s: ServiceConfig, r: RealserverConfig, sid = serviceId(s)): string {
+  // One flat string: a template literal keeps a tree of concatenation nodes, several times the
+  // size, and 200,000 ids are held as map keys.
+  return [sid, '/', canonicalAddress(r.address), ':', realserverPort(s, r)].join('');
 }
 
-/** `sid` is serviceId(s), computed once per service by the caller. */
-function destination(inp: DesiredInputs, s: ServiceConfig, sid: string, r: RealserverConfig): DesiredDestination {
-  const port = realserverPort(s, r);
-  const addr = canonicalAddress(r.address);
+/** Health, agents, overrides and node weights: what a service's destinations depend on. */
+export type ServiceInputs = Pick<DesiredInputs, 'config' | 'health' | 'agents' | 'overrides'>;
+
+const NO_CHECK: TargetHealth = { up: true, known: true, reason: 'no check' };
+
+/** `addr` and `port` are r's canonical address and port; `h` its health (NO_CHECK in an unchecked service). */
+function destination(inp: ServiceInputs, s: ServiceConfig, r: RealserverConfig, addr: string, port: number, h: TargetHealth | undefined): DesiredDestination {
   const node = r.node ? inp.config.nodes.find((n) => n.name === r.node) : undefined;
   const agent = r.node ? inp.agents.get(r.node) : undefined;
   const nodeWeight = node?.weight ?? 100;
   const agentWeight = agent?.down || agent?.drain ? 0 : (agent?.weightPercent ?? 100);
-  const h = s.check ? inp.health.get(`${sid}/${addr}:${port}`) : { up: true, known: true, reason: 'no check' };
   let healthy = h?.up ?? false;
   let reason = h?.reason ?? 'no result yet';
   if (agent?.down) {
     healthy = false;
     reason = 'agent: down';
   }
-  const operatorDrain =
-    inp.overrides.drainedRealservers.has(addr) ||
-    inp.overrides.drainedRealservers.has(`${addr}:${port}`) ||
-    (r.node !== undefined && inp.overrides.drainedNodes.has(r.node));
+  const drains = inp.overrides.drainedRealservers;
+  // Looked up only when there are drains: a full derivation visits every realserver.
+  const operatorDrain = (drains.size > 0 && (drains.has(addr) || drains.has(`${addr}:${port}`))) || (r.node !== undefined && inp.overrides.drainedNodes.has(r.node));
   if (operatorDrain) reason = `drained by operator${healthy ? '' : `; ${reason}`}`;
   else if (agent?.drain) reason = 'agent: drain';
   const product = (r.weight * nodeWeight * agentWeight) / 10_000;
   const drained = operatorDrain || (healthy && product === 0 && r.weight > 0);
   // A positive product never rounds to 0: 0 means drain, and only a 0 factor should drain.
   const weight = !healthy || operatorDrain || product === 0 ? 0 : Math.max(1, Math.round(product));
-  return {
+  const d: DesiredDestination = {
     address: addr,
     port,
     forwarding: r.forwarding ?? s.forwarding,
-    ...(r.upperThreshold !== undefined ? { upperThreshold: r.upperThreshold } : {}),
-    ...(r.lowerThreshold !== undefined ? { lowerThreshold: r.lowerThreshold } : {}),
     healthy: healthy && !operatorDrain,
     drained,
     reason,
@@ -136,6 +145,10 @@ function destination(inp: DesiredInputs, s: ServiceConfig, sid: string, r: Reals
     agentWeight,
     weight,
   };
+  // Set only when configured (no spread of a temporary object for each of 200,000 realservers).
+  if (r.upperThreshold !== undefined) d.upperThreshold = r.upperThreshold;
+  if (r.lowerThreshold !== undefined) d.lowerThreshold = r.lowerThreshold;
+  return d;
 }
 
 /** Healthy realservers a service needs for its VIP to be up. */
@@ -145,23 +158,39 @@ export function required(minHealthy: number | string, total: number): number {
   return f === 0 ? 0 : Math.max(1, Math.ceil(f * total));
 }
 
-/** `mine`: the services of this VIP. */
-function vipState(inp: DesiredInputs, vip: VipConfig, addr: string, mine: readonly DesiredService[]): DesiredVip {
+/** One service's destinations and health. */
+export function desiredService(inp: ServiceInputs, s: ServiceConfig): DesiredService {
+  const id = serviceId(s);
+  let healthy = 0;
+  let unknown = false;
+  const destinations = s.realservers.map((r) => {
+    const addr = canonicalAddress(r.address);
+    const port = realserverPort(s, r);
+    // The key is targetId(s, r), without working out the service id again.
+    const h = s.check ? inp.health.get(`${id}/${addr}:${port}`) : NO_CHECK;
+    if (!h?.known) unknown = true;
+    const d = destination(inp, s, r, addr, port, h);
+    if (d.healthy) healthy++;
+    return d;
+  });
+  return { id, config: s, destinations, healthy, total: destinations.length, unknown };
+}
+
+/** `addr` is vip's canonical address; `mine`: the services of this VIP. */
+export function vipState(inp: Pick<DesiredInputs, 'overrides' | 'linkDown' | 'previous'>, vip: VipConfig, addr: string, mine: readonly ServiceHealth[]): DesiredVip {
   const prev = inp.previous.get(addr);
-  const capacity = mine.length ? Math.min(...mine.map((s) => (s.destinations.length ? s.healthy / s.destinations.length : 0))) : 0;
+  const capacity = mine.length ? Math.min(...mine.map((s) => (s.total ? s.healthy / s.total : 0))) : 0;
   const out = (state: VipState, reason: string): DesiredVip => ({ config: vip, state, reason, capacity });
 
   if (inp.overrides.disabledVips.has(addr)) return out('disabled', 'disabled by operator');
   if (inp.linkDown.has(addr)) return out('down', `link ${vip.interface ?? ''} down`.replace('  ', ' '));
   if (!mine.length) return out('down', 'no services');
   const wasUp = prev === 'up' || prev === 'softfail';
-  const unknown = (): boolean =>
-    mine.some((s) => s.config.check !== undefined && s.config.realservers.some((r) => !(inp.health.get(targetId(s.config, r))?.known ?? false)));
   // Never announce before the first health results are in.
-  if (!wasUp && unknown()) return out('pending', 'waiting for first health results');
+  if (!wasUp && mine.some((s) => s.unknown)) return out('pending', 'waiting for first health results');
 
   const verdicts = mine.map((s) => {
-    const need = required(vip.minHealthy, s.destinations.length) + (wasUp ? 0 : vip.hysteresis);
+    const need = required(vip.minHealthy, s.total) + (wasUp ? 0 : vip.hysteresis);
     return { s, need, ok: s.healthy >= need };
   });
   const ok = vip.require === 'all' ? verdicts.every((v) => v.ok) : verdicts.some((v) => v.ok);
@@ -169,21 +198,19 @@ function vipState(inp: DesiredInputs, vip: VipConfig, addr: string, mine: readon
     const worst = verdicts.find((v) => !v.ok) ?? verdicts[0];
     // Down now: say what it takes to come back (with hysteresis), the same in every pass.
     const back = worst ? worst.need + (wasUp ? vip.hysteresis : 0) : 0;
-    return out('down', worst ? `${worst.s.id}: ${worst.s.healthy}/${worst.s.destinations.length} healthy, needs ${back}` : 'down');
+    return out('down', worst ? `${worst.s.id}: ${worst.s.healthy}/${worst.s.total} healthy, needs ${back}` : 'down');
   }
   if (vip.softFail && capacity < vip.softFail.below && capacity > 0) {
     return out('softfail', `capacity ${Math.round(capacity * 100)}% below ${Math.round(vip.softFail.below * 100)}%`);
   }
-  return out('up', `${mine.map((s) => `${s.healthy}/${s.destinations.length}`).join(', ')} healthy`);
+  return out('up', `${mine.map((s) => `${s.healthy}/${s.total}`).join(', ')} healthy`);
 }
 
 export function desiredState(inp: DesiredInputs): DesiredState {
   // Grouped by VIP in one go: thousands of services behind hundreds of VIPs stay linear.
   const byVip = new Map<string, DesiredService[]>();
   const services = inp.config.services.map((s): DesiredService => {
-    const id = serviceId(s);
-    const destinations = s.realservers.map((r) => destination(inp, s, id, r));
-    const svc = { id, config: s, destinations, healthy: destinations.filter((d) => d.healthy).length };
+    const svc = desiredService(inp, s);
     const vip = canonicalAddress(s.vip);
     const list = byVip.get(vip);
     if (list) list.push(svc);

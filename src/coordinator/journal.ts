@@ -28,6 +28,9 @@ export interface JournalOptions {
 
 export class Journal extends EventEmitter<{ event: [JournalEvent] }> {
   private readonly ring: JournalEvent[] = [];
+  /** Where the oldest event is once the ring is full (each new one takes its place). */
+  private head = 0;
+  private stamp = { ms: -1, at: '' };
   private seq = 0;
   private fileBytes = 0;
   /** Last write error, for status; undefined while writes succeed. */
@@ -52,19 +55,33 @@ export class Journal extends EventEmitter<{ event: [JournalEvent] }> {
           // A torn last line after a crash is expected; skip it.
         }
       }
-      this.seq = this.ring.at(-1)?.seq ?? 0;
+      this.seq = this.events().at(-1)?.seq ?? 0;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.writeError = `read ${this.opts.file}: ${(e as Error).message}`;
     }
   }
 
   private push(e: JournalEvent): void {
-    this.ring.push(e);
-    if (this.ring.length > this.opts.capacity) this.ring.splice(0, this.ring.length - this.opts.capacity);
+    // Overwrites the oldest in place: dropping it from the front would move the whole ring on
+    // every event (200,000 first health results at start would take seconds).
+    if (this.ring.length < this.opts.capacity) {
+      this.ring.push(e);
+      return;
+    }
+    this.ring[this.head] = e;
+    this.head = (this.head + 1) % this.ring.length;
+  }
+
+  /** Oldest first. */
+  private events(): JournalEvent[] {
+    return this.head === 0 ? this.ring : [...this.ring.slice(this.head), ...this.ring.slice(0, this.head)];
   }
 
   append(kind: EventKind, message: string, fields?: Record<string, unknown>): JournalEvent {
-    const e: JournalEvent = { seq: ++this.seq, at: new Date().toISOString(), kind, message, ...(fields ? { fields } : {}) };
+    // One time text per millisecond: a start-up journals 200,000 first health results at once.
+    const now = Date.now();
+    if (now !== this.stamp.ms) this.stamp = { ms: now, at: new Date(now).toISOString() };
+    const e: JournalEvent = { seq: ++this.seq, at: this.stamp.at, kind, message, ...(fields ? { fields } : {}) };
     this.push(e);
     this.persist(e);
     this.emit('event', e);
@@ -80,8 +97,9 @@ export class Journal extends EventEmitter<{ event: [JournalEvent] }> {
         // Keep the newest events that fit in half the cap, so appends do not compact every time.
         const lines: string[] = [];
         let size = 0;
-        for (let i = this.ring.length - 1; i >= 0; i--) {
-          const l = `${JSON.stringify(this.ring[i])}\n`;
+        const events = this.events();
+        for (let i = events.length - 1; i >= 0; i--) {
+          const l = `${JSON.stringify(events[i])}\n`;
           if (size + l.length > this.opts.maxFileBytes / 2) break;
           lines.unshift(l);
           size += l.length;
@@ -104,7 +122,7 @@ export class Journal extends EventEmitter<{ event: [JournalEvent] }> {
 
   /** Events after `since` (a seq), newest last, at most `limit`. */
   list(since = 0, limit = 1000): JournalEvent[] {
-    const out = this.ring.filter((e) => e.seq > since);
+    const out = this.events().filter((e) => e.seq > since);
     return out.slice(-limit);
   }
 

@@ -58,6 +58,8 @@ export class OverrideStore {
   private disabled = new Set<string>();
   /** Last persistence error, for status. */
   writeError?: string;
+  /** Counts changes: what the coordinator derived with stays valid while it stands still. */
+  private changes = 0;
 
   constructor(private readonly file?: string) {
     if (!file) return;
@@ -78,6 +80,7 @@ export class OverrideStore {
     if (kind === 'drain' || kind === 'disable') set.add(t);
     else set.delete(t);
     if (had === set.has(t)) return false;
+    this.changes++;
     this.persist();
     return true;
   }
@@ -92,6 +95,10 @@ export class OverrideStore {
     } catch (e) {
       this.writeError = `${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
     }
+  }
+
+  get version(): number {
+    return this.changes;
   }
 
   view(): OverridesView {

@@ -44,26 +44,23 @@ export type Effective = number | 'down' | 'drain';
 /** Keyed by realserverKey(). */
 export type EffectiveWeights = ReadonlyMap<string, Effective>;
 
-const NO_WEIGHTS: EffectiveWeights = new Map();
-/** Effective weights of a service none of whose realservers has one (reads undefined at every index). */
-const NO_EFFS: readonly (Effective | undefined)[] = [];
+/** The effective weight of each realserver of one service, in config order (undefined: its configured weight). */
+export type ServiceWeights = readonly (Effective | undefined)[];
 
 export function serviceKeyOf(svc: ServiceConfig): ServiceKey {
   if (svc.fwmark !== undefined) return { kind: 'fwmark', family: svc.vip.includes(':') ? 6 : 4, fwmark: svc.fwmark };
   return addressKey(svc.protocol, svc.vip, svc.port ?? 0);
 }
 
-/** The key of one realserver of one service in EffectiveWeights: `<service id> <destination id>`. */
-export function realserverKey(svc: ServiceConfig, rs: RealserverConfig): string {
-  const i = svc.realservers.indexOf(rs);
-  // The prepared key, so the coordinator's weights map and desiredService share one string.
-  if (i >= 0) return prepared(svc).keys[i] as string;
-  const key = serviceKeyOf(svc);
-  return `${serviceId(key)} ${destIdOf(svc, rs, key)}`;
+/** The id of a service's config in the desired table. */
+export function tableId(svc: ServiceConfig): string {
+  return serviceId(serviceKeyOf(svc));
 }
 
-function destIdOf(svc: ServiceConfig, rs: RealserverConfig, key: ServiceKey): string {
-  return destId(canonical(rs.address, key.family), rs.port ?? svc.port ?? 0);
+/** The key of one realserver of one service in EffectiveWeights: `<service id> <destination id>`. */
+export function realserverKey(svc: ServiceConfig, rs: RealserverConfig): string {
+  const key = serviceKeyOf(svc);
+  return `${serviceId(key)} ${destId(canonical(rs.address, key.family), rs.port ?? svc.port ?? 0)}`;
 }
 
 function canonical(address: string, family: 4 | 6): string {
@@ -83,81 +80,33 @@ function persistenceOf(svc: ServiceConfig, family: 4 | 6): Persistence | undefin
   return { timeout, netmask };
 }
 
-/** What a service's config alone determines, worked out once per config object. */
-interface Prepared {
-  readonly key: ServiceKey;
-  readonly id: string;
-  readonly flags: number;
-  /** Realservers that fail their checks leave the table (see Effective). */
-  readonly removeWhenDown: boolean;
-  readonly persistence: Persistence | undefined;
-  /** realserverKey of each realserver, in config order. */
-  readonly keys: readonly string[];
-  /** The last service built from this config, and the effective weights it was built with. */
-  last?: { readonly effs: readonly (Effective | undefined)[]; readonly service: Service };
-}
-
 /**
- * Config objects are immutable values (a reload parses a new one), so what is derived from one
- * is kept with it: the coordinator rebuilds the whole desired table on every pass, and an
- * unchanged service then costs one weights lookup per realserver and comes back as the same
- * object, which the planner skips without comparing (model.ts DesiredTable).
+ * One desired service from its config and its realservers' effective weights; destinations in
+ * canonical order. `shared` hands out equal destination objects (they are immutable) and
+ * collects new ones: the same realservers usually stand behind many VIPs and ports, so the
+ * services of one table sharing them hold 200,000 destinations in a few thousand objects.
  */
-const preparedOf = new WeakMap<ServiceConfig, Prepared>();
-
-function prepared(svc: ServiceConfig): Prepared {
-  let p = preparedOf.get(svc);
-  if (p) return p;
+export function desiredService(svc: ServiceConfig, weights: ServiceWeights = [], shared?: Map<string, Dest>): Service {
   const key = serviceKeyOf(svc);
-  const id = serviceId(key);
   let flags = 0;
   for (const f of svc.flags) flags |= flagBit(f) ?? 0;
-  const hashed = svc.scheduler === 'mh' || svc.scheduler === 'sh';
-  p = {
-    key,
-    id,
-    flags,
-    removeWhenDown: (key.kind === 'addr' && key.protocol === 'udp') || (hashed && (flags & FLAG_1) === 0),
-    persistence: persistenceOf(svc, key.family),
-    // join builds flat strings (a template literal keeps a concatenation node per key too).
-    keys: svc.realservers.map((rs) => [id, destIdOf(svc, rs, key)].join(' ')),
-  };
-  preparedOf.set(svc, p);
-  return p;
-}
-
-/**
- * One desired service from its config; destinations in canonical order. The same config with
- * the same effective weights gives back the same Service object. `shared` lets the services of
- * one table share equal destination objects (they are immutable): the same realservers usually
- * stand behind many VIPs and ports, and 200,000 destinations then cost a few thousand objects.
- */
-export function desiredService(svc: ServiceConfig, weights: EffectiveWeights = NO_WEIGHTS, shared?: Map<string, Dest>): Service {
-  const p = prepared(svc);
-  const { keys, last } = p;
-  const none = weights.size === 0;
-  if (last) {
-    // The common case on a coordinator pass, so no allocation until something differs.
-    let i = 0;
-    while (i < keys.length && (none ? undefined : weights.get(keys[i] as string)) === last.effs[i]) i++;
-    if (i === keys.length) return last.service;
-  }
-  const effs = none || keys.every((k) => !weights.has(k)) ? NO_EFFS : keys.map((k) => weights.get(k));
+  // Realservers that fail their checks leave the table (see Effective).
+  const removeWhenDown = (key.kind === 'addr' && key.protocol === 'udp') || ((svc.scheduler === 'mh' || svc.scheduler === 'sh') && (flags & FLAG_1) === 0);
   const list: Dest[] = [];
   svc.realservers.forEach((rs, i) => {
-    const eff = effs[i];
-    if (eff === 'drain' || (eff === 'down' && p.removeWhenDown)) return;
+    const eff = weights[i];
+    if (eff === 'drain' || (eff === 'down' && removeWhenDown)) return;
     let weight = rs.weight;
     if (eff === 'down') weight = 0;
     else if (typeof eff === 'number') weight = Math.min(65535, Math.max(0, Math.round(eff)));
-    const address = canonical(rs.address, p.key.family);
+    const address = canonical(rs.address, key.family);
     const port = rs.port ?? svc.port ?? 0;
     const did = destId(address, port);
     const fwd = rs.forwarding ?? svc.forwarding;
     const upper = rs.upperThreshold ?? 0;
     const lower = rs.lowerThreshold ?? 0;
     const nominal = weight === 0 && rs.weight > 0 && svc.scheduler === 'mh' ? rs.weight : 0;
-    let d = shared?.get(did) ?? last?.service.dests.get(did);
+    let d = shared?.get(did);
     if (!d || d.fwd !== fwd || d.weight !== weight || d.upper !== upper || d.lower !== lower || (d.nominal ?? 0) !== nominal) {
       d = nominal ? { id: did, address, port, fwd, weight, upper, lower, nominal } : { id: did, address, port, fwd, weight, upper, lower };
     }
@@ -166,18 +115,17 @@ export function desiredService(svc: ServiceConfig, weights: EffectiveWeights = N
   });
   const dests = new Map<string, Dest>();
   for (const d of sortDests(list)) dests.set(d.id, d);
-  const base = { id: p.id, key: p.key, scheduler: svc.scheduler, flags: p.flags, onePacket: svc.onePacket, dests };
-  const service: Service = p.persistence ? { ...base, persistence: p.persistence } : base;
-  p.last = { effs, service };
-  return service;
+  const base = { id: serviceId(key), key, scheduler: svc.scheduler, flags, onePacket: svc.onePacket, dests };
+  const persistence = persistenceOf(svc, key.family);
+  return persistence ? { ...base, persistence } : base;
 }
 
-/** The whole desired table, in config order. */
-export function desiredTable(services: readonly ServiceConfig[], weights: EffectiveWeights = NO_WEIGHTS): DesiredTable {
+/** The whole desired table, in config order, from effective weights by realserverKey. */
+export function desiredTable(services: readonly ServiceConfig[], weights: EffectiveWeights = new Map()): DesiredTable {
   const table = new Map<string, Service>();
   const shared = new Map<string, Dest>();
   for (const svc of services) {
-    const s = desiredService(svc, weights, shared);
+    const s = desiredService(svc, weights.size ? svc.realservers.map((rs) => weights.get(realserverKey(svc, rs))) : [], shared);
     table.set(s.id, s);
   }
   return table;
@@ -235,13 +183,13 @@ class DerivedTable implements ReadonlyMap<string, Service> {
 const MAX_CHANGES = 64;
 
 /**
- * A new table with one service replaced (or added): what the coordinator does when one
+ * A new table with these services replaced (or added): what the coordinator does when one
  * realserver's weight or health changes. The given table is left as it was.
  */
-export function withService(table: DesiredTable, svc: Service): DesiredTable {
+export function withServices(table: DesiredTable, services: Iterable<Service>): DesiredTable {
   const base = table instanceof DerivedTable ? table.base : table;
   const changes = new Map(table instanceof DerivedTable ? table.changes : []);
-  changes.set(svc.id, svc);
+  for (const s of services) changes.set(s.id, s);
   if (changes.size <= MAX_CHANGES) return new DerivedTable(base, changes);
   const flat = new Map<string, Service>();
   for (const [id, s] of new DerivedTable(base, changes)) flat.set(id, s);
@@ -250,7 +198,7 @@ export function withService(table: DesiredTable, svc: Service): DesiredTable {
 
 /**
  * Ids of the services that may differ between `from` and `to`, when `to` was derived from
- * `from` (or both from one table) by withService; undefined when the tables are unrelated.
+ * `from` (or both from one table) by withServices; undefined when the tables are unrelated.
  */
 export function changedSince(from: DesiredTable, to: DesiredTable): ReadonlySet<string> | undefined {
   if (from === to) return new Set();

@@ -75,7 +75,7 @@ export interface Service extends ServiceSpec {
 
 /**
  * The table vipd wants, by service id. Treat it and its services as immutable: to change a
- * service, put a new Service object in a new table (desired.ts `withService`). The planner
+ * service, put a new Service object in a new table (desired.ts `withServices`). The planner
  * skips services whose object it has already converged, which is what keeps one change in a
  * 200,000-destination table as cheap as in a small one.
  */

@@ -170,7 +170,7 @@ bgp:
       asn: ${ROUTER_ASN}
       holdTime: 9s
       keepalive: 3s
-      connectRetry: 1s
+      connectRetry: 5s
 vips:
   - address: ${VIP}
 services:

@@ -18,7 +18,7 @@ export const BGP_SECTION = `bgp:
   asn: 64513
   routerId: ${DIRECTOR_IP}
   withdrawDelay: 1s
-  peers: [{ address: ${ROUTER_IP}, asn: 64512, connectRetry: 1s, holdTime: 9s, keepalive: 3s }]`;
+  peers: [{ address: ${ROUTER_IP}, asn: 64512, connectRetry: 5s, holdTime: 9s, keepalive: 3s }]`;
 
 /** Polls fn until it returns something other than undefined/false. */
 export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 200): Promise<T> {
@@ -45,7 +45,15 @@ export interface DirectorLabOptions {
   birdExtra?: string;
   /** Extra options inside BIRD's `protocol bgp director` (e.g. `password "..";`). */
   birdDirectorOptions?: string;
+  /**
+   * BIRD also connects to the director, as a real router does, every ROUTER_CONNECT_RETRY_S
+   * (vipd must listen: bgp.listenPort). Otherwise it only listens and gobgpd must connect out.
+   */
+  routerConnects?: boolean;
 }
+
+/** BIRD's `connect delay time` and `connect retry time` when it connects (routerConnects). */
+export const ROUTER_CONNECT_RETRY_S = 1;
 
 export class DirectorLab {
   readonly servers = new Map<string, Daemon>();
@@ -81,7 +89,7 @@ export class DirectorLab {
         'r',
         `router id ${ROUTER_IP};
 protocol device {}
-protocol bgp director { local ${ROUTER_IP} as 64512; neighbor ${DIRECTOR_IP} as 64513; passive on; graceful restart on; ${opts.birdDirectorOptions ?? ''} ipv4 { import all; export none; }; ipv6 { import all; export none; }; }
+protocol bgp director { local ${ROUTER_IP} as 64512; neighbor ${DIRECTOR_IP} as 64513; ${opts.routerConnects ? `connect delay time ${ROUTER_CONNECT_RETRY_S}; connect retry time ${ROUTER_CONNECT_RETRY_S};` : 'passive on;'} graceful restart on; ${opts.birdDirectorOptions ?? ''} ipv4 { import all; export none; }; ipv6 { import all; export none; }; }
 ${opts.birdExtra ?? ''}`,
       );
       const cfgFile = lab.path('vipd.yaml');

@@ -162,7 +162,7 @@ export function bgpConfig(input: Record<string, unknown> = {}): BgpConfig {
     listenPort: 179,
     gracefulRestart: { enabled: true, restartTime: '60s' },
     withdrawDelay: '300ms',
-    peers: [{ address: '192.0.2.1', asn: ROUTER_ASN, holdTime: '9s', keepalive: '3s', connectRetry: '1s' }],
+    peers: [{ address: '192.0.2.1', asn: ROUTER_ASN, holdTime: '9s', keepalive: '3s', connectRetry: '5s' }],
     ...input,
   });
 }

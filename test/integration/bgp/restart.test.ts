@@ -175,7 +175,7 @@ describe('graceful restart and deliberate stop, seen by BIRD', () => {
       listenPort: 179,
       gracefulRestart: { enabled: true, restartTime: '60s' },
       withdrawDelay: '1s',
-      peers: [{ address: '192.0.2.1', asn: ROUTER_ASN, holdTime: '9s', keepalive: '3s', connectRetry: '1s' }],
+      peers: [{ address: '192.0.2.1', asn: ROUTER_ASN, holdTime: '9s', keepalive: '3s', connectRetry: '5s' }],
     },
     vips: [{ address: '198.51.100.31', med: 10 }],
     runDir: bl.lab.path('run2'),

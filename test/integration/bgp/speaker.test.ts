@@ -12,7 +12,7 @@ import { FAMILY_IPV4, FAMILY_IPV6 } from '../../../src/bgp/messages.js';
 import { planRoutes, toPathMsg } from '../../../src/bgp/routes.js';
 import { BgpConfigError, BgpSpeaker, type PeerStatus } from '../../../src/bgp/speaker.js';
 import type { SessionState } from '../../../src/bgp/messages.js';
-import { bgpConfig, captureLogger, createBgpLab, ROUTER_ASN, V4_SESSION, V6_SESSION, vip, waitFor, type BgpLab } from './helpers.js';
+import { bgpConfig, birdc, captureLogger, createBgpLab, ROUTER_ASN, V4_SESSION, V6_SESSION, vip, waitFor, type BgpLab } from './helpers.js';
 
 const PASSWORD = 'vipd-md5-test';
 
@@ -45,8 +45,8 @@ describe('BGP speaker against BIRD', () => {
     cfg = bgpConfig({
       nextHop6: '2001:db8:0:1::10',
       peers: [
-        { address: '192.0.2.1', asn: ROUTER_ASN, holdTime: '9s', keepalive: '3s', connectRetry: '1s', password: PASSWORD, families: ['ipv4', 'ipv6'], description: 'router r1 v4' },
-        { address: '2001:db8:0:1::1', asn: ROUTER_ASN, holdTime: '9s', keepalive: '3s', connectRetry: '1s', passive: true },
+        { address: '192.0.2.1', asn: ROUTER_ASN, holdTime: '9s', keepalive: '3s', connectRetry: '5s', password: PASSWORD, families: ['ipv4', 'ipv6'], description: 'router r1 v4' },
+        { address: '2001:db8:0:1::1', asn: ROUTER_ASN, holdTime: '9s', keepalive: '3s', connectRetry: '5s', passive: true },
       ],
     });
     speaker = new BgpSpeaker(cfg, log, { runDir: bl.lab.path('run'), wrap: ['ip', 'netns', 'exec', bl.director] });
@@ -162,9 +162,20 @@ describe('BGP speaker against BIRD', () => {
     expect(v4?.lastError).toMatch(/Peer Down|notification/);
   });
 
+  it('a reset session is back within the router\'s connect delay: the ended peer is re-added, skipping gobgpd\'s 5 s idle hold', async () => {
+    await waitFor('d4 up', established('d4'));
+    const t0 = Date.now();
+    await birdc(bl, 'restart d4');
+    await waitFor('d4 back with the route', async () => (await established('d4')()) && (await route('198.51.100.11/32', 'd4')));
+    const ms = Date.now() - t0;
+    // BIRD connects 1 s (connect delay time) after the restart; left to gobgpd's idle hold and dial, 10-14 s.
+    expect(ms).toBeLessThan(3000);
+    expect(entries.some((e) => e.msg.startsWith('session ended: peer re-added'))).toBe(true);
+  });
+
   it('applies a reload: changes, removes and adds peers, leaving the unchanged one alone', async () => {
     const d4Since = (await bl.protocols()).get('d4')?.since;
-    const v6 = (hold: string) => ({ address: '2001:db8:0:1::1', asn: ROUTER_ASN, holdTime: hold, keepalive: '2s', connectRetry: '1s', passive: true });
+    const v6 = (hold: string) => ({ address: '2001:db8:0:1::1', asn: ROUTER_ASN, holdTime: hold, keepalive: '2s', connectRetry: '5s', passive: true });
     const [v4peer] = cfg.peers;
 
     const changed = bgpConfig({ nextHop6: '2001:db8:0:1::10', peers: [v4peer, v6('6s')] });

@@ -85,6 +85,12 @@ describe('needsRestart and globalMsg', () => {
   it('starts BGP with no listener by default', () => {
     expect(globalMsg(cfg())).toEqual({ asn: 64513, router_id: '192.0.2.10', listen_port: -1, listen_addresses: [] });
   });
+
+  it('binds the listener to the configured addresses, and restarts gobgpd when they change', () => {
+    const c = cfg({ listenPort: 179, listenAddresses: ['192.0.2.10', '2001:db8:0:1::10'] });
+    expect(globalMsg(c)).toMatchObject({ listen_port: 179, listen_addresses: ['192.0.2.10', '2001:db8:0:1::10'] });
+    expect(needsRestart(c, cfg({ listenPort: 179, listenAddresses: ['192.0.2.10'] }))).toBe(true);
+  });
 });
 
 describe('validateBgpConfig', () => {
@@ -115,9 +121,12 @@ describe('validateBgpConfig', () => {
           { ...p, address: '192.0.2.1' },
           { ...p, address: 'router1' },
         ],
+        listenAddresses: ['director1'],
       }),
     ).toEqual([
       'bgp.routerId: 2001:db8::1 is not an IPv4 address',
+      'bgp.listenAddresses: listen addresses without a listener (bgp.listenPort is -1)',
+      'bgp.listenAddresses: director1 is not an IP address',
       "bgp.peers[0].localAddress: 2001:db8:0:1::10 is not an address of the neighbour's family",
       'bgp.peers[0].keepalive: must be shorter than the hold time',
       'bgp.peers[0].passive: a passive peer must connect to us, but bgp.listenPort is -1 (no listener)',

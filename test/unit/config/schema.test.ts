@@ -134,6 +134,7 @@ describe('config schema', () => {
     ['keepalive not below hold time', (c) => Object.assign(c.bgp.peers[0], { holdTime: '3s', keepalive: '3s' }), 'bgp.peers[0].keepalive: keepalive must be shorter than the hold time'],
     ['local address of the wrong family', (c) => (c.bgp.peers[0].localAddress = '2001:db8::10'), 'bgp.peers[0].localAddress: IPv6 local address for an IPv4 neighbour'],
     ['passive peer without a listener', (c) => (c.bgp.peers[0].passive = true), 'bgp.peers[0].passive: a passive peer needs bgp.listenPort'],
+    ['listen addresses without a listener', (c) => (c.bgp.listenAddresses = ['192.0.2.10']), 'bgp.listenAddresses: listen addresses without a listener (bgp.listenPort is -1)'],
     ['IPv6 VIP over IPv4 session without IPv6 next hop', (c) => delete c.bgp.nextHop6, 'vips[1].nextHop: IPv6 VIP over an IPv4 session needs a next hop of its own family'],
     ['duplicate presence port', (c) => (c.coordinator = { presencePorts: [44444, 44444] }), 'coordinator.presencePorts[1]: port 44444 is listed twice'],
   ];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { serviceSchema, type ServiceConfig } from '../../../src/config/schema.js';
-import { changedSince, desiredService, desiredTable, realserverKey, withService, type Effective } from '../../../src/ipvs/desired.js';
+import { changedSince, desiredService, desiredTable, realserverKey, withServices, type Effective } from '../../../src/ipvs/desired.js';
 
 const svc = (s: Record<string, unknown>): ServiceConfig => serviceSchema.parse(s);
 
@@ -71,16 +71,16 @@ describe('desired table', () => {
 
   it('removes failing realservers of mh/sh services without fallback, keeps them (with their serving weight) with it', () => {
     const mh = (flags: string[]) => svc({ vip: '198.51.100.10', port: 80, scheduler: 'mh', flags, realservers: [{ address: '203.0.113.1', weight: 30 }, { address: '203.0.113.2' }] });
-    const down = (s: ServiceConfig) => new Map<string, Effective>([[realserverKey(s, s.realservers[0]!), 'down']]);
+    const down: Effective[] = ['down'];
     const noFallback = mh(['mh-port']);
-    expect([...desiredService(noFallback, down(noFallback)).dests.keys()]).toEqual(['203.0.113.2:80']);
+    expect([...desiredService(noFallback, down).dests.keys()]).toEqual(['203.0.113.2:80']);
     const fallback = mh(['mh-fallback']);
-    expect(desiredService(fallback, down(fallback)).dests.get('203.0.113.1:80')).toMatchObject({ weight: 0, nominal: 30 });
+    expect(desiredService(fallback, down).dests.get('203.0.113.1:80')).toMatchObject({ weight: 0, nominal: 30 });
     const sh = svc({ ...noFallback, scheduler: 'sh', flags: [] });
-    expect([...desiredService(sh, down(sh)).dests.keys()]).toEqual(['203.0.113.2:80']);
+    expect([...desiredService(sh, down).dests.keys()]).toEqual(['203.0.113.2:80']);
     // Other schedulers: kept at weight 0, nothing to remember.
     const wrr = svc({ ...noFallback, scheduler: 'wrr', flags: [] });
-    expect(desiredService(wrr, down(wrr)).dests.get('203.0.113.1:80')).toEqual({ id: '203.0.113.1:80', address: '203.0.113.1', port: 80, fwd: 'dr', weight: 0, upper: 0, lower: 0 });
+    expect(desiredService(wrr, down).dests.get('203.0.113.1:80')).toEqual({ id: '203.0.113.1:80', address: '203.0.113.1', port: 80, fwd: 'dr', weight: 0, upper: 0, lower: 0 });
   });
 
   it('shares equal destination objects among the services of a table', () => {
@@ -94,19 +94,16 @@ describe('desired table', () => {
     expect(db.get('203.0.113.2:80')?.weight).toBe(6);
   });
 
-  it('gives back the same service object for the same config and weights, so a rebuilt table compares by identity', () => {
+  it('takes weights by realserver (in config order, or by realserverKey for a table) and reuses equal destinations it is handed', () => {
     const other = svc({ vip: '198.51.100.11', port: 80, realservers: [{ address: '203.0.113.1' }, { address: '203.0.113.2' }] });
-    const weights = new Map<string, Effective>([[realserverKey(other, other.realservers[1]!), 40]]);
-    const t1 = desiredTable([web, other], weights);
-    const t2 = desiredTable([web, other], new Map(weights));
-    expect(t2.get('tcp 198.51.100.10:80')).toBe(t1.get('tcp 198.51.100.10:80'));
-    expect(t2.get('tcp 198.51.100.11:80')).toBe(t1.get('tcp 198.51.100.11:80'));
-    weights.set(realserverKey(other, other.realservers[0]!), 'down');
-    const t3 = desiredTable([web, other], weights);
-    expect(t3.get('tcp 198.51.100.10:80')).toBe(t1.get('tcp 198.51.100.10:80'));
-    const changed = t3.get('tcp 198.51.100.11:80')!;
-    expect(changed).not.toBe(t1.get('tcp 198.51.100.11:80'));
+    const t = desiredTable([web, other], new Map<string, Effective>([[realserverKey(other, other.realservers[0]!), 'down'], [realserverKey(other, other.realservers[1]!), 40]]));
+    const changed = t.get('tcp 198.51.100.11:80')!;
     expect([...changed.dests.values()].map((d) => d.weight)).toEqual([0, 40]);
+    expect(desiredService(other, ['down', 40])).toEqual(changed);
+    // Handed the last service's destinations, an unchanged one comes back as the same object.
+    const next = desiredService(other, ['down', 50], new Map(changed.dests));
+    expect(next.dests.get('203.0.113.1:80')).toBe(changed.dests.get('203.0.113.1:80'));
+    expect(next.dests.get('203.0.113.2:80')?.weight).toBe(50);
     // A config parsed again (a reload) is another object: built afresh, equal in value.
     const reparsed = svc({ vip: '198.51.100.10', port: 80, scheduler: 'mh', flags: ['mh-port', 'mh-fallback'], realservers: web.realservers });
     expect(desiredService(reparsed)).not.toBe(desiredService(web));
@@ -117,7 +114,7 @@ describe('desired table', () => {
   it('replaces one service without touching the others', () => {
     const other = svc({ vip: '198.51.100.11', port: 80, realservers: [{ address: '203.0.113.1' }] });
     const t = desiredTable([web, other]);
-    const next = withService(t, desiredService({ ...web, scheduler: 'rr', flags: [] }));
+    const next = withServices(t, [desiredService({ ...web, scheduler: 'rr', flags: [] })]);
     expect(next.get('tcp 198.51.100.11:80')).toBe(t.get('tcp 198.51.100.11:80'));
     expect(next.get('tcp 198.51.100.10:80')?.scheduler).toBe('rr');
     expect(t.get('tcp 198.51.100.10:80')?.scheduler).toBe('mh');
@@ -128,8 +125,8 @@ describe('desired table', () => {
     const base = desiredTable(many);
     const changed = desiredService({ ...many[5]!, scheduler: 'rr' });
     const extra = desiredService(svc({ vip: '198.51.100.11', port: 80 }));
-    const d1 = withService(base, changed);
-    const d2 = withService(d1, extra);
+    const d1 = withServices(base, [changed]);
+    const d2 = withServices(d1, [extra]);
     expect(d2.size).toBe(101);
     expect(d2.get(changed.id)).toBe(changed);
     expect(d2.has(extra.id)).toBe(true);
@@ -152,7 +149,7 @@ describe('desired table', () => {
 
     // Past 64 changes a derived table becomes a plain one (and the lineage starts again).
     let t = base;
-    for (let i = 0; i < 70; i++) t = withService(t, desiredService({ ...many[i]!, scheduler: 'rr' }));
+    for (let i = 0; i < 70; i++) t = withServices(t, [desiredService({ ...many[i]!, scheduler: 'rr' })]);
     expect(t.size).toBe(100);
     expect([...t.values()].filter((s) => s.scheduler === 'rr')).toHaveLength(70);
     expect(changedSince(base, t)).toBeUndefined();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { serviceSchema, type ServiceConfig } from '../../../src/config/schema.js';
-import { desiredService, desiredTable, realserverKey, withService, type Effective } from '../../../src/ipvs/desired.js';
+import { desiredService, desiredTable, realserverKey, withServices, type Effective } from '../../../src/ipvs/desired.js';
 import { IpvsError, IpvsManager, type IpvsConfig } from '../../../src/ipvs/manager.js';
 import { nullLogger, type Fields, type Logger } from '../../../src/log/logger.js';
 import { FakeKernel } from './fake-kernel.js';
@@ -108,7 +108,7 @@ describe('IpvsManager (simulated kernel)', () => {
     let desired = desiredTable([web, dns6, mark], weights);
     await m.reconcile(desired);
     weights.set(realserverKey(web, web.realservers[1]!), 20);
-    desired = withService(desired, desiredService(web, weights));
+    desired = withServices(desired, [desiredService(web, web.realservers.map((rs) => weights.get(realserverKey(web, rs))))]);
     const r = await m.reconcile(desired);
     expect(r.ops).toBe(1);
     expect(k.calls.at(-1)).toEqual({ file: 'ipvsadm', args: ['-R'], input: '-e -t 198.51.100.10:80 -r 203.0.113.1:80 -g -w 20\n' });
@@ -124,7 +124,7 @@ describe('IpvsManager (simulated kernel)', () => {
     await m.reconcile(desired);
     for (let i = 0; i < 150; i++) {
       weights.set(realserverKey(web, web.realservers[i % 2]!), 10 + i);
-      desired = withService(desired, desiredService(web, weights));
+      desired = withServices(desired, [desiredService(web, web.realservers.map((rs) => weights.get(realserverKey(web, rs))))]);
       expect((await m.reconcile(desired)).ops).toBe(1);
     }
     expect(k.dest('tcp 198.51.100.10:80', '203.0.113.2:80')?.weight).toBe(158);
