@@ -124,6 +124,8 @@ export class BgpSpeaker extends EventEmitter<Events> {
   private started = false;
   private stopped = false;
   private readonly status = new Map<string, PeerStatus>();
+  /** The gobgpd (by client) that last reported each peer's session up. */
+  private readonly establishedOn = new Map<string, GobgpClient>();
 
   constructor(
     cfg: BgpConfig,
@@ -353,7 +355,10 @@ export class BgpSpeaker extends EventEmitter<Events> {
       const restart = needsRestart(prev, next);
       this.cfg = next;
       this.memo = new WeakMap();
-      for (const key of pd.remove) this.status.delete(key);
+      for (const key of pd.remove) {
+        this.status.delete(key);
+        this.establishedOn.delete(key);
+      }
       for (const p of [...pd.add, ...pd.update]) this.status.set(peerKey(p), { ...(this.status.get(peerKey(p)) ?? peerStatus(p)), asn: p.asn, ...(p.description ? { description: p.description } : {}) });
       const peers = { added: pd.add.map(peerKey), updated: pd.update.map(peerKey), removed: pd.remove };
       if (restart && this.started) {
@@ -449,7 +454,7 @@ export class BgpSpeaker extends EventEmitter<Events> {
   /** Asks gobgpd for fresh counters and states; returns peers(). */
   async refreshPeers(): Promise<PeerStatus[]> {
     const client = this.live;
-    if (client) for (const p of await client.listPeer()) this.updatePeer(p, true);
+    if (client) for (const p of await client.listPeer()) this.updatePeer(client, p, true);
     return this.peers();
   }
 
@@ -457,7 +462,7 @@ export class BgpSpeaker extends EventEmitter<Events> {
     this.stopWatch();
     this.watch = client.watchPeers(
       (e: PeerEvent) => {
-        if (e.peer && (e.type === 'INIT' || e.type === 'STATE')) this.updatePeer(e.peer);
+        if (e.peer && (e.type === 'INIT' || e.type === 'STATE')) this.updatePeer(client, e.peer);
       },
       (err) => {
         if (this.live !== client) return;
@@ -486,7 +491,7 @@ export class BgpSpeaker extends EventEmitter<Events> {
   }
 
   /** Takes a peer's state from an event or ListPeer; counters only from ListPeer (events carry none). */
-  private updatePeer(p: PeerInfo, withCounters = false): void {
+  private updatePeer(from: GobgpClient, p: PeerInfo, withCounters = false): void {
     const addr = p.state?.neighbor_address || p.conf?.neighbor_address;
     const s = addr ? this.status.get(addr) : undefined;
     if (!s || !p.state) return;
@@ -507,7 +512,10 @@ export class BgpSpeaker extends EventEmitter<Events> {
     }
     const previous = s.state;
     this.setState(s, p.state.session_state, patch);
-    if (previous === 'ESTABLISHED' && s.state === 'IDLE') this.skipIdleHold(s.address);
+    // Only a session this gobgpd had up: after gobgpd is replaced its peers start IDLE, and a
+    // re-add there could reset a session coming up, which routers take as a withdrawal.
+    if (s.state === 'ESTABLISHED') this.establishedOn.set(s.address, from);
+    else if (previous === 'ESTABLISHED' && s.state === 'IDLE' && this.establishedOn.get(s.address) === from) this.skipIdleHold(s.address);
   }
 
   /**

@@ -154,7 +154,7 @@ describe('vipctl against a running vipd (VM with IPVS, BIRD, realservers)', () =
     expect(JSON.stringify(JSON.parse(bj.stdout))).toContain('services[0].realservers[0].address');
     // Same file as running: nothing to do.
     const same = await json<PlanReport>(`plan ${good}`);
-    expect(same).toEqual({ ok: true, problems: [], ipvs: [], routes: { announce: [], withdraw: [], change: [] }, checks: { added: [], removed: [] }, peers: { added: [], removed: [], changed: [] } });
+    expect(same).toEqual({ ok: true, problems: [], ipvs: [], routes: { announce: [], withdraw: [], change: [] }, checks: { added: [], removed: [] }, peers: { added: [], removed: [], changed: [] }, atRestart: [] });
     const pt = await vipctl(`plan ${good}`);
     expect(pt).toMatchObject({ code: 0 });
     expect(pt.stdout).toMatch(/^ipvs operations: none$/m);
