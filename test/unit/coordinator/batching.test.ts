@@ -17,11 +17,11 @@ import { Coordinator } from '../../../src/coordinator/coordinator.js';
 import { targetId } from '../../../src/coordinator/desired.js';
 import { Journal } from '../../../src/coordinator/journal.js';
 import { OverrideStore } from '../../../src/coordinator/overrides.js';
-import type { PresencePorts } from '../../../src/coordinator/presence.js';
-import type { HealthEvents, HealthMonitor } from '../../../src/health/index.js';
+import type { HealthMonitor } from '../../../src/health/index.js';
 import type { IpvsManager, ReconcileResult } from '../../../src/ipvs/manager.js';
 import type { DesiredTable } from '../../../src/ipvs/model.js';
 import { nullLogger } from '../../../src/log/logger.js';
+import { FakeHealth, noPresence } from './fakes.js';
 
 const N = 100;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -46,20 +46,6 @@ function config(withVip = true): Config {
   });
   if (!r.ok) throw new Error(JSON.stringify(r.problems));
   return r.config;
-}
-
-/** The health monitor's seam: targets in, transitions out. */
-class FakeHealth extends EventEmitter<HealthEvents> {
-  update(): { added: string[]; changed: string[]; removed: string[]; kept: number } {
-    return { added: [], changed: [], removed: [], kept: 0 };
-  }
-  status(): undefined {
-    return undefined;
-  }
-  stop(): void {}
-  flip(id: string, up: boolean): void {
-    this.emit('transition', { id, up, first: false, reason: up ? 'ok' : 'connect ECONNREFUSED', pending: false, at: Date.now() });
-  }
 }
 
 /** The IPVS manager's seam: each reconcile takes a few ms, like a small `ipvsadm -R`. */
@@ -119,7 +105,6 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     health = new FakeHealth();
     ipvs = new FakeIpvs();
     bgp = new FakeBgp();
-    const presence = { open: async () => undefined, close: async () => undefined } as unknown as PresencePorts;
     c = new Coordinator(cfg, {
       log: nullLogger,
       journal: new Journal({ capacity: 1000, maxFileBytes: 1 << 20 }),
@@ -127,7 +112,7 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
       ipvs: ipvs as unknown as IpvsManager,
       bgp: bgp as unknown as BgpSpeaker,
       overrides: new OverrideStore(join(dir, 'overrides.json')),
-      presence,
+      presence: noPresence,
     });
     c.start();
     for (const id of ids) health.flip(id, true);

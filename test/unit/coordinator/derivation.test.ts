@@ -12,6 +12,7 @@ import type { Config } from '../../../src/config/schema.js';
 import { deriveAll, deriveChanges, refresh, targetVip, type Derivation } from '../../../src/coordinator/derivation.js';
 import { targetId, type AgentReport, type Overrides, type TargetHealth, type VipState } from '../../../src/coordinator/desired.js';
 import type { Service } from '../../../src/ipvs/model.js';
+import { rng } from './fakes.js';
 
 function config(): Config {
   const rs = (n: number, extra: Record<string, unknown>[] = []) =>
@@ -39,17 +40,6 @@ function config(): Config {
   });
   if (!r.ok) throw new Error(JSON.stringify(r.problems));
   return r.config;
-}
-
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed from its seed. */
-function rng(seed: number): (n: number) => number {
-  let a = seed;
-  return (n) => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
 }
 
 const serviceJson = (s: Service | undefined): unknown => s && { ...s, dests: [...s.dests.values()] };

@@ -14,11 +14,11 @@ import { deriveAll } from '../../../src/coordinator/derivation.js';
 import { targetId, type AgentReport, type DesiredVip, type TargetHealth, type VipState } from '../../../src/coordinator/desired.js';
 import { Journal } from '../../../src/coordinator/journal.js';
 import { OverrideStore } from '../../../src/coordinator/overrides.js';
-import type { PresencePorts } from '../../../src/coordinator/presence.js';
-import type { HealthEvents, HealthMonitor } from '../../../src/health/index.js';
+import type { HealthMonitor } from '../../../src/health/index.js';
 import type { IpvsManager, ReconcileResult } from '../../../src/ipvs/manager.js';
 import type { DesiredTable } from '../../../src/ipvs/model.js';
 import { nullLogger } from '../../../src/log/logger.js';
+import { FakeHealth, noPresence, rng } from './fakes.js';
 
 function config(): Config {
   const rs = (n: number, nodes: (string | undefined)[] = []) =>
@@ -46,16 +46,6 @@ function config(): Config {
   return r.config;
 }
 
-class FakeHealth extends EventEmitter<HealthEvents> {
-  update(): { added: string[]; changed: string[]; removed: string[]; kept: number } {
-    return { added: [], changed: [], removed: [], kept: 0 };
-  }
-  status(): undefined {
-    return undefined;
-  }
-  stop(): void {}
-}
-
 class FakeIpvs {
   last?: DesiredTable;
   async reconcile(t: DesiredTable): Promise<ReconcileResult> {
@@ -75,16 +65,6 @@ class FakeArp extends EventEmitter {
   async stop(): Promise<void> {}
 }
 
-function rng(seed: number): (n: number) => number {
-  let a = seed;
-  return (n) => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
-
 const vipsOf = (m: ReadonlyMap<string, DesiredVip>): unknown => [...m].map(([a, v]) => [a, v.state, v.reason, v.capacity]);
 const tableOf = (t: DesiredTable | undefined): unknown => [...(t ?? [])].map(([id, s]) => [id, { ...s, dests: [...s.dests.values()] }]);
 
@@ -102,7 +82,7 @@ async function run(seed: number, events: number): Promise<void> {
     ipvs: ipvs as unknown as IpvsManager,
     arp: arp as unknown as ArpManager,
     overrides,
-    presence: { open: async () => undefined, close: async () => undefined } as unknown as PresencePorts,
+    presence: noPresence,
   });
   // The inputs as the coordinator should have them, kept by the test from what it sends.
   const verdicts = new Map<string, TargetHealth>();
@@ -196,7 +176,7 @@ describe('coordinator passes, incremental', () => {
       health: health as unknown as HealthMonitor,
       ipvs: ipvs as unknown as IpvsManager,
       overrides: new OverrideStore(),
-      presence: { open: async () => undefined, close: async () => undefined } as unknown as PresencePorts,
+      presence: noPresence,
     });
     try {
       c.start();
