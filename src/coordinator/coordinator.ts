@@ -505,7 +505,7 @@ export class Coordinator {
     await this.d.bgp?.stop({ withdraw: true });
     this.d.health.stop();
     await this.d.arp?.stop();
-    this.d.ipvs?.stop();
+    await this.d.ipvs?.stop();
   }
 }
 

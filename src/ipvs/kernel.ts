@@ -1,67 +1,30 @@
 /**
  * The only part of the IPVS subsystem that touches the kernel: reads the table through
- * ipvsadm and /proc, applies a batch with one `ipvsadm -R`, flushes conntrack entries. Every
- * spawn has a timeout. It decides nothing: manager.ts says what to read and apply.
+ * ipvsadm and /proc, applies batches through one long-lived `ipvsadm -R` (restore.ts), flushes
+ * conntrack entries. Every spawn and batch has a timeout. It decides nothing: manager.ts says
+ * what to read and apply.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { exec, type ExecOptions, type ExecResult } from '../util/exec.js';
 import { type Dest, type KernelTable, type ServiceKey } from './model.js';
 import { parseList, parseProcCounts, type ConnCounts, type Listing, type Stats } from './parse.js';
 import type { Op } from './plan.js';
 import { renderOp, serviceArgs } from './render.js';
+import { IpvsadmRestore, type RestoreSession } from './restore.js';
 
 /** How the subsystem reaches the system; tests substitute a simulated kernel. */
 export interface Runner {
   exec(file: string, args: readonly string[], opts: ExecOptions): Promise<ExecResult>;
-  /** Like exec, with stdin written chunk by chunk as the child reads it (output is not kept). */
-  stream(file: string, args: readonly string[], input: Iterable<string>, opts: { timeoutMs: number }): Promise<ExecResult>;
+  /** A long-lived `ipvsadm -R` (restore.ts) that applies batch after batch. */
+  restore(ipvsadm: string): RestoreSession;
   readFile(path: string): Promise<string>;
   writeFile(path: string, data: string): Promise<void>;
   exists(path: string): Promise<boolean>;
 }
 
-/**
- * Feeds a child its input as it is produced: a cold sync's 200,000-line script is never held
- * as one string (tens of MB the heap would keep after the peak), and producing it overlaps
- * with the kernel's work. stdout is discarded; stderr is kept (bounded), it carries errors.
- */
-async function streamTo(file: string, args: readonly string[], input: Iterable<string>, opts: { timeoutMs: number }): Promise<ExecResult> {
-  const started = performance.now();
-  const child = spawn(file, args, { stdio: ['pipe', 'ignore', 'pipe'] });
-  let stderr = '';
-  let timedOut = false;
-  child.stderr.on('data', (b: Buffer) => {
-    if (stderr.length < 1 << 20) stderr += b.toString('utf8');
-  });
-  const closed = new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => resolve([code, signal]));
-  });
-  const timer = setTimeout(() => {
-    timedOut = true;
-    child.kill('SIGKILL');
-  }, opts.timeoutMs);
-  try {
-    child.stdin.on('error', () => {
-      /* the child may exit without reading everything; its status says why */
-    });
-    for (const chunk of input) {
-      if (child.stdin.destroyed || timedOut) break;
-      if (!child.stdin.write(chunk)) await Promise.race([once(child.stdin, 'drain'), closed]);
-    }
-    child.stdin.end();
-    const [code, signal] = await closed;
-    return { code: code ?? -1, signal, stdout: '', stderr: timedOut ? `${stderr}\ntimeout after ${opts.timeoutMs} ms` : stderr, durationMs: performance.now() - started };
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 export const systemRunner: Runner = {
   exec,
-  stream: streamTo,
+  restore: (ipvsadm) => new IpvsadmRestore(ipvsadm),
   readFile: (path) => readFile(path, 'utf8'),
   writeFile: (path, data) => writeFile(path, data),
   exists: (path) => access(path).then(
@@ -109,13 +72,21 @@ const PER_SERVICE_READS = 4;
 export class Kernel {
   /** Destinations in the last full read, to scale the next read's timeout. */
   private lastSize = 0;
+  private readonly restore: RestoreSession;
 
   constructor(
     private readonly ipvsadm: string,
     private readonly conntrack: string,
     private readonly runner: Runner,
     private readonly timeouts: KernelTimeouts = DEFAULT_TIMEOUTS,
-  ) {}
+  ) {
+    this.restore = runner.restore(ipvsadm);
+  }
+
+  /** Ends the restore process (vipd stopping); a later apply() starts another. */
+  close(): Promise<void> {
+    return this.restore.close();
+  }
 
   private readTimeout(): number {
     // Under emulation a 200,000-destination listing takes ~10 s; allow 1 ms per destination.
@@ -216,15 +187,15 @@ export class Kernel {
   }
 
   /**
-   * Applies the ipvsadm ops with one `ipvsadm -R`, rendering them as ipvsadm reads. ipvsadm -R
-   * carries on after a failing line and still exits 0, printing the error on stderr without
-   * saying which line: any stderr output is a failure, and the caller re-reads the table to
-   * learn what did not apply.
+   * Applies the ipvsadm ops as one restore batch, rendered as ipvsadm reads them. ipvsadm -R
+   * carries on after a failing line, printing the error on stderr without saying which line:
+   * any stderr output is a failure, and the caller re-reads the table to learn what did not
+   * apply.
    */
   async apply(ops: readonly Op[], count: number): Promise<ExecResult> {
     const command = `${this.ipvsadm} -R (${count} operations)`;
     const timeoutMs = this.timeouts.applyBaseMs + count * this.timeouts.applyPerOpMs;
-    const r = await this.runner.stream(this.ipvsadm, ['-R'], chunks(ops), { timeoutMs });
+    const r = await this.restore.run(chunks(ops), { timeoutMs });
     if (r.code !== 0 || r.signal !== null || r.stderr.trim() !== '') throw new KernelError(command, r, failure(r));
     return r;
   }

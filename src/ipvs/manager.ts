@@ -253,10 +253,11 @@ export class IpvsManager {
   }
 
   /** Stops the drain poll. IPVS stays as it is: directors keep forwarding while vipd restarts. */
-  stop(): void {
+  async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.pollTimer);
     this.pollTimer = undefined;
+    await this.kernel.close();
   }
 
   private serialize<T>(fn: () => Promise<T>): Promise<T> {

@@ -395,6 +395,46 @@ describe.concurrent('IPVS in the real kernel (lab VM)', { timeout: 300_000 }, ()
     expect(saved(r[5])).toEqual([...foreign].sort());
   });
 
+  it('applies every batch through one ipvsadm -R; a failed batch or a killed ipvsadm costs only that batch', async () => {
+    const two = (weights: [number, number, 'down'][] = []): Step => ({
+      op: 'reconcile',
+      services: [{ vip: '198.51.100.80', port: 80, scheduler: 'wrr', realservers: [rs('203.0.113.1'), rs('203.0.113.2')] }],
+      weights,
+    });
+    // The driver (the shell's parent) runs the manager: its ipvsadm child is the restore process.
+    const restorer = sh('pgrep -P $PPID -x ipvsadm');
+    const [run] = await scenario(vm, [
+      [
+        { op: 'start', ipvs: { drainTimeout: 0 } },
+        two(),
+        restorer,
+        two([[0, 1, 'down']]),
+        restorer,
+        // Behind vipd's back: the next batch's edit fails in the kernel.
+        sh('ipvsadm -D -t 198.51.100.80:80'),
+        two(),
+        two(),
+        SAVE,
+        sh('kill -9 $(pgrep -P $PPID -x ipvsadm)'),
+        two([[0, 0, 'down']]),
+        SAVE,
+      ],
+    ]);
+    const r = run as StepResult[];
+    expect(ok(r[1]).ops).toBe(3);
+    const pid = String(r[2]?.stdout).trim();
+    expect(pid).toMatch(/^\d+$/);
+    expect(ok(r[3]).ops).toBe(1);
+    expect(String(r[4]?.stdout).trim()).toBe(pid);
+    // Only the failing batch reports the kernel's error; the next one re-reads and converges.
+    expect(r[6]?.error).toMatch(/Service not defined|No such/);
+    expect(ok(r[7]).ops).toBe(3);
+    expect(saved(r[8])).toEqual(['-A -t 198.51.100.80:80 -s wrr', '-a -t 198.51.100.80:80 -r 203.0.113.1:80 -g -w 100', '-a -t 198.51.100.80:80 -r 203.0.113.2:80 -g -w 100']);
+    // A killed restore process: the next batch starts another and applies in full.
+    expect(ok(r[10]).ops).toBe(1);
+    expect(saved(r[11])).toEqual(['-A -t 198.51.100.80:80 -s wrr', '-a -t 198.51.100.80:80 -r 203.0.113.1:80 -g -w 0', '-a -t 198.51.100.80:80 -r 203.0.113.2:80 -g -w 100']);
+  });
+
   it('applies and reports net.ipv4.vs settings', async () => {
     const [run] = await scenario(vm, [
       [

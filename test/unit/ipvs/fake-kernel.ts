@@ -7,6 +7,7 @@
  */
 import type { ExecOptions, ExecResult } from '../../../src/util/exec.js';
 import type { Runner } from '../../../src/ipvs/kernel.js';
+import type { RestoreSession } from '../../../src/ipvs/restore.js';
 
 export interface FakeDest {
   addr: string;
@@ -128,8 +129,11 @@ export class FakeKernel implements Runner {
     return Promise.resolve(ok('', `fake ipvsadm: unsupported ${args.join(' ')}`, 2));
   }
 
-  stream(file: string, args: readonly string[], input: Iterable<string>, opts: { timeoutMs: number }): Promise<ExecResult> {
-    return this.exec(file, args, { timeoutMs: opts.timeoutMs, input: [...input].join('') });
+  restore(file: string): RestoreSession {
+    return {
+      run: (input, opts) => this.exec(file, ['-R'], { timeoutMs: opts.timeoutMs, input: [...input].join('') }),
+      close: () => Promise.resolve(),
+    };
   }
 
   readFile(path: string): Promise<string> {

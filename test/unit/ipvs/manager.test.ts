@@ -223,7 +223,7 @@ describe('IpvsManager (simulated kernel)', () => {
     k.dest('tcp 198.51.100.10:80', '203.0.113.1:80')!.active = 0;
     await until(() => m.table().draining === 0);
     expect(k.dest('tcp 198.51.100.10:80', '203.0.113.1:80')).toBeUndefined();
-    m.stop();
+    await m.stop();
   });
 
   it('deletes a leaving UDP destination at once and flushes its conntrack entries', async () => {
@@ -275,7 +275,7 @@ describe('IpvsManager (simulated kernel)', () => {
     await until(() => m.table().services.length === 0);
     expect(k.services).toEqual([]);
     expect(k.calls.filter((c) => c.args[0] === '-Ln' && c.args.includes('-t'))).toEqual([]);
-    m.stop();
+    await m.stop();
   });
 });
 

@@ -45,7 +45,7 @@ const ops = {
     return sh(cmd, timeoutMs);
   },
   async start({ ipvs = {}, vipRanges = ['198.51.100.0/24', '2001:db8:100::/64'], schedulers, drainPollMs = 500 }) {
-    manager?.stop();
+    await manager?.stop();
     const cfg = { ipvsadm: 'ipvsadm', sysctls: {}, drainTimeout: 300_000, modules: [], ...ipvs, vipRanges };
     manager = new IpvsManager(cfg, log, { drainPollMs });
     return manager.start({ schedulers });
@@ -146,7 +146,7 @@ for (const step of steps) {
     break;
   }
 }
-manager?.stop();
+await manager?.stop();
 for (const c of conns.values()) c.destroy();
 for (const s of servers) s.close();
 process.stdout.write(`RESULT ${JSON.stringify(results)}\n`);
