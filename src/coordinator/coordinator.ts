@@ -89,7 +89,11 @@ export class Coordinator {
   private resyncTimer?: NodeJS.Timeout;
   /** When the last pass ran (performance.now(): immune to wall-clock jumps). */
   private lastPass = -Infinity;
+  /** Lane hand-overs and journaling that a withdrawal put after its BGP call, in pass order. */
   private deferred?: NodeJS.Immediate;
+  private readonly later: (() => void)[] = [];
+  /** Generation of the newest state handed to the IPVS and address lanes. */
+  private offered = 0;
   private graceTimer?: NodeJS.Timeout;
   /** The desired state of the last pass. */
   private derivation?: Derivation;
@@ -98,6 +102,8 @@ export class Coordinator {
   private readonly ipvsLane: Lane<DesiredTable, ReconcileResult>;
   private readonly bgpLane: Lane<RouteIntent[], RouteChanges>;
   private readonly addrLane: Lane<HostAddress[], AddressChanges>;
+  /** Health transitions of an urgent pass, journaled once BGP has its withdrawal. */
+  private readonly notes: { message: string; reason: string; at: number }[] = [];
   /** Passes that reached the lanes; tests and benchmarks wait on it. */
   passes = 0;
 
@@ -125,10 +131,17 @@ export class Coordinator {
       // the weights of realservers that are healthy but have not passed `rise` checks again.
       const known = !(e.first && e.pending);
       this.health.set(e.id, { up: e.up, known, reason: e.reason });
-      if (known && (!prev?.known || prev.up !== e.up)) d.journal.append('health', `${e.id} ${e.up ? 'up' : 'down'}`, { reason: e.reason });
+      const note = known && (!prev?.known || prev.up !== e.up) ? { message: `${e.id} ${e.up ? 'up' : 'down'}`, reason: e.reason } : undefined;
       // A route to a VIP that just lost its last needed realserver blackholes traffic: its
-      // withdrawal does not wait out the batch (the pass still carries everything batched so far).
-      this.schedule(prev?.up === true && !e.up && this.takesVipDown(e.id));
+      // withdrawal runs now, in this turn (the pass still carries everything batched so far),
+      // and is handed to BGP before anything is journaled.
+      if (!this.stopped && prev?.up === true && !e.up && this.takesVipDown(e.id)) {
+        if (note) this.notes.push({ ...note, at: e.at });
+        this.passNow();
+        return;
+      }
+      if (note) d.journal.append('health', note.message, { reason: note.reason });
+      this.schedule();
     });
     d.health.on('agent', (e) => {
       this.agents.set(e.id, e.answered ? { down: e.down, drain: e.drain, ...(e.weightPercent !== undefined ? { weightPercent: e.weightPercent } : {}) } : (this.agents.get(e.id) ?? {}));
@@ -137,7 +150,7 @@ export class Coordinator {
     });
     if (d.metrics) {
       const m = d.metrics;
-      d.health.on('result', (e) => m.checkSeconds.observe({ type: d.health.status(e.id)?.type ?? 'unknown', outcome: e.result.ok ? 'ok' : 'fail' }, e.result.durationMs / 1000));
+      d.health.on('result', (e) => m.checkSeconds.observe({ type: e.type, outcome: e.result.ok ? 'ok' : 'fail' }, e.result.durationMs / 1000));
     }
     if (d.arp) this.wireArp(d.arp);
     if (d.bgp) this.wireBgp(d.bgp);
@@ -257,6 +270,15 @@ export class Coordinator {
     }, wait);
   }
 
+  /** A pass in this turn, instead of any scheduled one. */
+  private passNow(): void {
+    clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    clearImmediate(this.leading);
+    this.leading = undefined;
+    this.pass();
+  }
+
   /** Whether the target's VIP, up now, is down with the current health (that VIP alone is derived). */
   private takesVipDown(id: string): boolean {
     const d = this.derivation;
@@ -331,11 +353,21 @@ export class Coordinator {
     if (d.config !== before?.config) for (const addr of this.upGen.keys()) if (vips.get(addr)?.config.mode !== 'bgp') this.upGen.delete(addr);
     for (const addr of d.moved) {
       const v = vips.get(addr) as DesiredVip;
-      this.d.journal.append('vip', `${addr} ${before?.vips.get(addr)?.state ?? 'new'} -> ${v.state}`, { reason: v.reason });
       if (!isUp(v.state) || v.config.mode !== 'bgp') this.upGen.delete(addr);
       else if (!this.upGen.has(addr)) this.upGen.set(addr, gen);
     }
+    // Journaled once the lanes have their state; with their own times when a withdrawal defers them.
+    const at = Date.now();
+    const notes = this.notes.splice(0);
+    const journal = (): void => {
+      for (const n of notes) this.d.journal.append('health', n.message, { reason: n.reason }, n.at);
+      for (const addr of d.moved) {
+        const v = vips.get(addr) as DesiredVip;
+        this.d.journal.append('vip', `${addr} ${before?.vips.get(addr)?.state ?? 'new'} -> ${v.state}`, { reason: v.reason }, at);
+      }
+    };
     if (!this.synced) {
+      journal();
       if (settled(d)) this.sync('all health targets have a result');
       return;
     }
@@ -349,19 +381,31 @@ export class Coordinator {
       const since = this.upGen.get(addr) ?? gen;
       return this.announced.has(addr) || (this.ipvsLane.applied >= since && this.addrLane.applied >= since) ? i : { ...i, pending: true };
     });
-    // A withdrawal goes out first: the other lanes' process spawns (slow on a busy or emulated
-    // host) start only once the BGP call is under way. Announcements still wait for IPVS (above).
+    // A withdrawal goes out first: the other lanes and the journal (and its followers) start
+    // only once the BGP call's frames are on their way (the gRPC client gets there through
+    // microtasks, after whatever this turn still runs). Announcements still wait for IPVS (above).
     const sent = new Set(routes.filter((r) => !r.pending).map((r) => canonicalAddress(r.vip.address)));
     const withdrawing = [...this.announced].some((a) => !sent.has(a));
     this.bgpLane.set(routes, gen);
     const rest = (): void => {
-      this.deferred = undefined;
-      this.ipvsLane.set(table, gen);
-      this.addrLane.set(addresses, gen);
+      // A deferred pass's state is stale once a newer pass has handed over its own.
+      if (gen > this.offered) {
+        this.offered = gen;
+        this.ipvsLane.set(table, gen);
+        this.addrLane.set(addresses, gen);
+      }
+      journal();
     };
-    if (withdrawing) this.deferred = setImmediate(rest);
-    else rest();
+    if (withdrawing) {
+      this.later.push(rest);
+      this.deferred ??= setImmediate(() => this.runLater());
+    } else rest();
     this.d.arp?.setVips([...vips.values()].filter((v) => v.config.mode === 'arp').map((v) => ({ vip: v.config, up: isUp(v.state) })));
+  }
+
+  private runLater(): void {
+    this.deferred = undefined;
+    for (const f of this.later.splice(0)) f();
   }
 
   /** The kernel operations that would make IPVS match `table` (for plan); nothing is applied. */
@@ -502,6 +546,8 @@ export class Coordinator {
     this.ipvsLane.close();
     this.addrLane.close();
     this.bgpLane.close();
+    // Closed lanes ignore the hand-overs; the journal still gets the deferred passes' events.
+    this.runLater();
     await this.d.bgp?.stop({ withdraw: true });
     this.d.health.stop();
     await this.d.arp?.stop();

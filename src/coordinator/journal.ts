@@ -77,9 +77,10 @@ export class Journal extends EventEmitter<{ event: [JournalEvent] }> {
     return this.head === 0 ? this.ring : [...this.ring.slice(this.head), ...this.ring.slice(0, this.head)];
   }
 
-  append(kind: EventKind, message: string, fields?: Record<string, unknown>): JournalEvent {
+  /** `at`: when it happened (ms since the epoch), if not now. */
+  append(kind: EventKind, message: string, fields?: Record<string, unknown>, at?: number): JournalEvent {
     // One time text per millisecond: a start-up journals 200,000 first health results at once.
-    const now = Date.now();
+    const now = at ?? Date.now();
     if (now !== this.stamp.ms) this.stamp = { ms: now, at: new Date(now).toISOString() };
     const e: JournalEvent = { seq: ++this.seq, at: this.stamp.at, kind, message, ...(fields ? { fields } : {}) };
     this.push(e);

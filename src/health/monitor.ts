@@ -62,6 +62,7 @@ export interface AgentEvent {
 /** Every result of every target, for metrics and tests. */
 export interface ResultEvent {
   id: string;
+  type: TargetStatus['type'];
   up: boolean;
   result: CheckResult;
 }
@@ -315,14 +316,17 @@ export class HealthMonitor extends EventEmitter<HealthEvents> {
     const s = e.state;
     if (s instanceof CheckState) {
       const v = s.record(result);
-      if (this.listenerCount('result')) this.emit('result', { id: e.id, up: s.up, result });
-      if (v.changed || v.first || v.settled) {
-        if (v.changed) this.log.info(s.up ? 'target up' : 'target down', { id: e.id, reason: s.reason });
-        this.emit('transition', { id: e.id, up: s.up, first: v.first, reason: s.reason, pending: s.streak > 0, at: result.at });
+      if (this.listenerCount('result')) this.emit('result', { id: e.id, type: e.type, up: s.up, result });
+      if (v.changed || v.first || v.settled) this.emit('transition', { id: e.id, up: s.up, first: v.first, reason: s.reason, pending: s.streak > 0, at: result.at });
+      // Logged after this turn: a withdrawal the verdict started reaches gobgpd through microtasks.
+      if (v.changed) {
+        const msg = s.up ? 'target up' : 'target down';
+        const fields = { id: e.id, reason: s.reason };
+        setImmediate(() => this.log.info(msg, fields));
       }
     } else {
       const changed = s.record(result);
-      if (this.listenerCount('result')) this.emit('result', { id: e.id, up: !s.reply.down, result });
+      if (this.listenerCount('result')) this.emit('result', { id: e.id, type: e.type, up: !s.reply.down, result });
       if (changed) {
         const ev: AgentEvent = { id: e.id, answered: s.answered, ...s.reply, reason: s.reason, at: result.at };
         this.log.info('agent report', { ...ev });

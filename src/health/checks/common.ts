@@ -33,8 +33,9 @@ export function attempt(signal: AbortSignal, start: (done: (o: CheckOutcome) => 
       if (settled) return;
       settled = true;
       signal.removeEventListener('abort', onAbort);
-      cleanup?.();
       resolve(o);
+      // Closing sockets waits for the next turn: the verdict (and a withdrawal it starts) first.
+      if (cleanup) setImmediate(cleanup);
     };
     signal.addEventListener('abort', onAbort);
     try {
@@ -44,7 +45,7 @@ export function attempt(signal: AbortSignal, start: (done: (o: CheckOutcome) => 
       done(fail(errorReason(e)));
       return;
     }
-    if (settled) cleanup();
+    if (settled) setImmediate(cleanup);
   });
 }
 

@@ -96,6 +96,7 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
   let bgp: FakeBgp;
   let c: Coordinator;
   let ids: string[];
+  let journal: Journal;
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vipd-batch-'));
@@ -107,7 +108,7 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     bgp = new FakeBgp();
     c = new Coordinator(cfg, {
       log: nullLogger,
-      journal: new Journal({ capacity: 1000, maxFileBytes: 1 << 20 }),
+      journal: (journal = new Journal({ capacity: 1000, maxFileBytes: 1 << 20 })),
       health: health as unknown as HealthMonitor,
       ipvs: ipvs as unknown as IpvsManager,
       bgp: bgp as unknown as BgpSpeaker,
@@ -147,10 +148,11 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
   it("applies a burst of 100 flips over several event-loop turns in two reconciles: the first turn's flips at once, the rest together", async () => {
     const before = ipvs.tables.length;
     const passes = c.passes;
-    // Flips arrive over several event-loop turns, as check results do.
+    // Flips arrive over several event-loop turns, as check results do (a turn ends after the
+    // leading pass's immediate: a timer could fire before it on a loaded host).
     for (const [i, id] of ids.entries()) {
       health.flip(id, i % 2 === 1);
-      if (i % 10 === 9) await sleep(1);
+      if (i % 10 === 9) await new Promise((r) => setImmediate(r));
     }
     await sleep(300);
     await c.settle();
@@ -160,6 +162,27 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(weights(ipvs.tables.at(-2)!)).toEqual(ids.map((_, i) => (i < 10 && i % 2 === 0 ? 0 : 100)));
     expect(weights(ipvs.tables.at(-1)!)).toEqual(ids.map((_, i) => (i % 2 === 1 ? 100 : 0)));
     expect(c.isAnnounced('198.51.100.10')).toBe(true);
+  });
+
+  it('hands BGP the withdrawal in the turn of the verdict that takes the VIP down; IPVS and the journal follow, journaled at their own times', async () => {
+    for (const id of ids.slice(0, -1)) health.flip(id, false);
+    await sleep(300);
+    await c.settle();
+    expect(c.isAnnounced('198.51.100.10')).toBe(true);
+    const [calls, tables, seq] = [bgp.calls.length, ipvs.tables.length, journal.list().at(-1)!.seq];
+    const t0 = Date.now();
+    health.flip(ids.at(-1)!, false);
+    // Synchronously: the route set without the VIP, nothing else yet.
+    expect(bgp.calls.slice(calls)).toEqual([[]]);
+    expect(ipvs.tables.length).toBe(tables);
+    expect(journal.list(seq)).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(ipvs.tables.length).toBe(tables + 1);
+    const events = journal.list(seq);
+    expect(events.map((e) => `${e.kind} ${e.message}`)).toEqual([`health ${ids.at(-1)} down`, 'vip 198.51.100.10 up -> down']);
+    // The verdict's own time, not when the journal got it.
+    expect(Date.parse(events[0]!.at) - t0).toBeGreaterThanOrEqual(0);
+    expect(Date.parse(events[0]!.at)).toBeLessThanOrEqual(Date.parse(events[1]!.at));
   });
 
   it('withdraws once when all 100 go down in a burst, without waiting out the batch, and announces once when they return', async () => {
