@@ -32,6 +32,12 @@ export interface ClientOptions {
 /** Paths per AddPathStream message: amortises per-message work in gobgpd (1,000 measured fastest), well under its 4 MB limit. */
 const STREAM_BATCH = 1_000;
 
+interface OpenPathStream extends PathStream {
+  /** The call ended with an error (before it was used, for a spare). */
+  failed: boolean;
+  cancel(): void;
+}
+
 export interface PeerWatch {
   cancel(): void;
 }
@@ -44,6 +50,9 @@ export interface PathStream {
 export class GobgpClient {
   private readonly stub: GobgpStub;
   private readonly deadlineMs: number;
+  /** The AddPathStream the next addPathStream() hands out. */
+  private spare?: OpenPathStream;
+  private closed = false;
 
   constructor(
     readonly socketPath: string,
@@ -107,30 +116,61 @@ export class GobgpClient {
   }
 
   /**
-   * Opens an AddPathStream: paths written (with `is_withdraw` for withdrawals) go out in batches
-   * at once, so gobgpd works on them while the caller prepares more; `end()` resolves when
-   * gobgpd has taken them all, or rejects with its error (it ends the call on a bad path).
+   * An AddPathStream: paths written (with `is_withdraw` for withdrawals) go out in batches at
+   * once, so gobgpd works on them while the caller prepares more; `end()` resolves when gobgpd
+   * has taken them all, or rejects with its error (it ends the call on a bad path).
+   *
+   * The stream was opened ahead, once the previous one ended: setting up a call costs more than
+   * a write, and a withdrawal should cost only the write. gobgpd applies each message as it
+   * arrives, so an open stream that has carried nothing is free to wait. A spare that failed
+   * meanwhile (gobgpd restarted) is replaced by a fresh call.
    */
   addPathStream(): PathStream {
+    const s = this.spare && !this.spare.failed ? this.spare : this.openPathStream();
+    this.spare = undefined;
+    return {
+      write: s.write,
+      end: () => {
+        const r = s.end();
+        const next = (): void => {
+          if (!this.closed) this.spare ??= this.openPathStream();
+        };
+        r.then(next, next);
+        return r;
+      },
+    };
+  }
+
+  private openPathStream(): OpenPathStream {
     let settle: (err?: Error) => void = () => undefined;
     const result = new Promise<void>((resolve, reject) => {
       settle = (err) => (err ? reject(err) : resolve());
     });
     // A failure before end() is reported by end(), not as an unhandled rejection.
     result.catch(() => undefined);
-    // Streams carry up to every VIP: a longer deadline than single calls.
-    const call = this.stub.AddPathStream(new grpc.Metadata(), this.opts(this.deadlineMs * 6), (err) => settle(err ? failure('AddPathStream', err) : undefined));
+    // No deadline at the call (it may wait as a spare): end() starts one, longer than single
+    // calls', since a stream carries up to every VIP.
+    const call = this.stub.AddPathStream(new grpc.Metadata(), {}, (err) => {
+      if (err) s.failed = true;
+      settle(err ? failure('AddPathStream', err) : undefined);
+    });
     // The callback above carries the call's outcome; errors emitted on the stream repeat it.
     call.on('error', () => undefined);
-    return {
+    const s: OpenPathStream = {
+      failed: false,
       write: (paths) => {
         for (let i = 0; i < paths.length; i += STREAM_BATCH) call.write({ table_type: 'GLOBAL', paths: paths.slice(i, i + STREAM_BATCH) });
       },
       end: () => {
         call.end();
+        const timer = setTimeout(() => call.cancel(), this.deadlineMs * 6);
+        const clear = (): void => clearTimeout(timer);
+        result.then(clear, clear);
         return result;
       },
+      cancel: () => call.cancel(),
     };
+    return s;
   }
 
   /** Withdraws one path, identified by its NLRI (never by uuid, which changes on re-add). */
@@ -170,6 +210,9 @@ export class GobgpClient {
   }
 
   close(): void {
+    this.closed = true;
+    this.spare?.cancel();
+    this.spare = undefined;
     this.stub.close();
   }
 }

@@ -12,7 +12,7 @@ import { FAMILY_IPV4, FAMILY_IPV6 } from '../../../src/bgp/messages.js';
 import { planRoutes, toPathMsg } from '../../../src/bgp/routes.js';
 import { BgpConfigError, BgpSpeaker, type PeerStatus } from '../../../src/bgp/speaker.js';
 import type { SessionState } from '../../../src/bgp/messages.js';
-import { bgpConfig, birdc, captureLogger, createBgpLab, ROUTER_ASN, V4_SESSION, V6_SESSION, vip, waitFor, type BgpLab } from './helpers.js';
+import { bgpConfig, birdc, captureLogger, createBgpLab, ROUTER_ASN, sleep, V4_SESSION, V6_SESSION, vip, waitFor, type BgpLab } from './helpers.js';
 
 const PASSWORD = 'vipd-md5-test';
 
@@ -210,6 +210,41 @@ describe('BGP speaker against BIRD', () => {
       expect(v6).toEqual(['2001:db8:100::10/128']);
     } finally {
       client.close();
+    }
+  });
+
+  it('streams over calls opened ahead: an idle one still delivers, and end() has a deadline of its own', async () => {
+    const client = new GobgpClient(speaker.socketPath, { deadlineMs: 200 });
+    const pid = speaker.gobgpdPid as number;
+    const [r] = planRoutes([{ vip: vip('198.51.100.98'), state: 'up' }], cfg).routes.values();
+    const send = async (withdraw: boolean): Promise<void> => {
+      const st = client.addPathStream();
+      st.write([toPathMsg(r!, cfg.asn, withdraw)]);
+      await st.end();
+    };
+    try {
+      await send(false);
+      await waitFor('198.51.100.98 in BIRD', () => route('198.51.100.98/32', 'd4'));
+      // The next call was opened when that one ended; it waits longer than its end() deadline.
+      await sleep(2000);
+      await send(true);
+      await waitFor('198.51.100.98 gone', async () => (await route('198.51.100.98/32')) === undefined);
+      // A gobgpd that stops answering: end() gives up after 6 × deadlineMs instead of hanging.
+      process.kill(pid, 'SIGSTOP');
+      const t0 = Date.now();
+      await expect(send(false)).rejects.toThrow(/AddPathStream: Cancelled/);
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      client.close();
+    }
+    // What the stopped gobgpd may still have taken in is removed again.
+    const other = new GobgpClient(speaker.socketPath);
+    try {
+      await other.deletePath(toPathMsg(r!, cfg.asn));
+      expect((await other.listPath(FAMILY_IPV4)).map((d) => d.prefix)).not.toContain('198.51.100.98/32');
+    } finally {
+      other.close();
     }
   });
 });
