@@ -200,6 +200,15 @@ export class Kernel {
     return r;
   }
 
+  /**
+   * Starts the restore process with an empty batch: an ipvsadm that does not end batches as
+   * restore.ts expects (one that exits on the marker line) fails here, once, not every batch.
+   */
+  async probe(): Promise<void> {
+    const r = await this.restore.run([], { timeoutMs: this.timeouts.toolMs });
+    if (r.code !== 0 || r.signal !== null || r.stderr.trim() !== '') throw new KernelError(`${this.ipvsadm} -R`, r, `cannot apply batches (${failure(r)})`);
+  }
+
   /** `conntrack -D ...`; finding nothing to delete is success (conntrack exits 1 then). */
   async flush(args: readonly string[]): Promise<void> {
     const command = `${this.conntrack} ${args.join(' ')}`;

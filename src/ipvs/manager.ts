@@ -143,8 +143,8 @@ export class IpvsManager {
 
   /**
    * Loads modules (ip_vs, the given schedulers', config's), applies net.ipv4.vs.* and adopts
-   * the kernel's table. Throws only if the table cannot be read; module and setting failures
-   * are in the report (and logged).
+   * the kernel's table, and starts the restore process. Throws only if the table cannot be read
+   * or ipvsadm -R cannot take batches; module and setting failures are in the report (and logged).
    */
   start(opts: { schedulers?: Iterable<string> } = {}): Promise<StartReport> {
     return this.serialize(async () => {
@@ -163,6 +163,11 @@ export class IpvsManager {
       this.flushConntrack = sysctls.find((s) => s.name === 'conntrack')?.after === 1;
       this.log.info('kernel settings', Object.fromEntries(sysctls.map((s) => [s.name, s.after ?? null])));
       const table = await this.read();
+      try {
+        await this.kernel.probe();
+      } catch (e) {
+        throw this.wrap(e, 'IPVS restore process');
+      }
       let destinations = 0;
       let owned = 0;
       for (const s of table.values()) {

@@ -91,6 +91,26 @@ describe('IpvsadmRestore (a stand-in for ipvsadm -R; the real one: test/integrat
   });
 });
 
+describe('Kernel.probe', () => {
+  it('refuses an ipvsadm that does not answer the batch marker; a good one passes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vipd-restore-'));
+    const good = new Kernel('ipvsadm', 'conntrack', { ...systemRunner, restore: () => new IpvsadmRestore('/bin/sh', [STANDIN, join(dir, 'lines')]) });
+    // As if ipvsadm exited on an unknown option (as it does on a malformed line) instead of carrying on.
+    const exits = new Kernel('ipvsadm', 'conntrack', {
+      ...systemRunner,
+      restore: () => new IpvsadmRestore('/bin/sh', ['-c', "read -r line; echo \"Try 'ipvsadm -h' for more information.\" >&2; exit 2"]),
+    });
+    try {
+      await good.probe();
+      await expect(exits.probe()).rejects.toThrow("ipvsadm -R: cannot apply batches (exit 2: Try 'ipvsadm -h' for more information.)");
+    } finally {
+      await good.close();
+      await exits.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('Kernel.apply', () => {
   const svc: ServiceSpec = { id: 'tcp 198.51.100.1:80', key: { kind: 'addr', protocol: 'tcp', family: 4, address: '198.51.100.1', port: 80 }, scheduler: 'rr', flags: 0, onePacket: false };
   const ops: Op[] = [{ kind: 'add-service', svc }, { kind: 'flush-conntrack', svc }];
