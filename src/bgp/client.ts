@@ -35,6 +35,8 @@ const STREAM_BATCH = 1_000;
 interface OpenPathStream extends PathStream {
   /** The call ended with an error (before it was used, for a spare). */
   failed: boolean;
+  /** Starts the deadline: the stream is in use. */
+  arm(): void;
   cancel(): void;
 }
 
@@ -128,6 +130,7 @@ export class GobgpClient {
   addPathStream(): PathStream {
     const s = this.spare && !this.spare.failed ? this.spare : this.openPathStream();
     this.spare = undefined;
+    s.arm();
     return {
       write: s.write,
       end: () => {
@@ -148,8 +151,8 @@ export class GobgpClient {
     });
     // A failure before end() is reported by end(), not as an unhandled rejection.
     result.catch(() => undefined);
-    // No deadline at the call (it may wait as a spare): end() starts one, longer than single
-    // calls', since a stream carries up to every VIP.
+    // No deadline at the call (it may wait as a spare): arm() starts one when it is handed out,
+    // longer than single calls', since a stream carries up to every VIP.
     const call = this.stub.AddPathStream(new grpc.Metadata(), {}, (err) => {
       if (err) s.failed = true;
       settle(err ? failure('AddPathStream', err) : undefined);
@@ -163,10 +166,12 @@ export class GobgpClient {
       },
       end: () => {
         call.end();
+        return result;
+      },
+      arm: () => {
         const timer = setTimeout(() => call.cancel(), this.deadlineMs * 6);
         const clear = (): void => clearTimeout(timer);
         result.then(clear, clear);
-        return result;
       },
       cancel: () => call.cancel(),
     };

@@ -102,6 +102,8 @@ export class Coordinator {
   private readonly ipvsLane: Lane<DesiredTable, ReconcileResult>;
   private readonly bgpLane: Lane<RouteIntent[], RouteChanges>;
   private readonly addrLane: Lane<HostAddress[], AddressChanges>;
+  /** Set while the turn that ran an urgent pass lasts. */
+  private urgentTurn?: NodeJS.Immediate;
   /** Health transitions of an urgent pass, journaled once BGP has its withdrawal. */
   private readonly notes: { message: string; reason: string; at: number }[] = [];
   /** Passes that reached the lanes; tests and benchmarks wait on it. */
@@ -135,13 +137,17 @@ export class Coordinator {
       // A route to a VIP that just lost its last needed realserver blackholes traffic: its
       // withdrawal runs now, in this turn (the pass still carries everything batched so far),
       // and is handed to BGP before anything is journaled.
-      if (!this.stopped && prev?.up === true && !e.up && this.takesVipDown(e.id)) {
+      const urgent = !this.stopped && prev?.up === true && !e.up && this.takesVipDown(e.id);
+      // The first of a turn; more in the same turn (many VIPs losing a shared realserver) share
+      // one pass right after it.
+      if (urgent && !this.urgentTurn) {
+        this.urgentTurn = setImmediate(() => (this.urgentTurn = undefined));
         if (note) this.notes.push({ ...note, at: e.at });
         this.passNow();
         return;
       }
       if (note) d.journal.append('health', note.message, { reason: note.reason });
-      this.schedule();
+      this.schedule(urgent);
     });
     d.health.on('agent', (e) => {
       this.agents.set(e.id, e.answered ? { down: e.down, drain: e.drain, ...(e.weightPercent !== undefined ? { weightPercent: e.weightPercent } : {}) } : (this.agents.get(e.id) ?? {}));
@@ -541,6 +547,7 @@ export class Coordinator {
     clearInterval(this.resyncTimer);
     clearTimeout(this.graceTimer);
     clearImmediate(this.deferred);
+    clearImmediate(this.urgentTurn);
     for (const r of this.retiring.values()) clearTimeout(r.timer);
     await this.d.presence.close();
     this.ipvsLane.close();

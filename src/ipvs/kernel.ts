@@ -201,12 +201,18 @@ export class Kernel {
   }
 
   /**
-   * Starts the restore process with an empty batch: an ipvsadm that does not end batches as
-   * restore.ts expects (one that exits on the marker line) fails here, once, not every batch.
+   * Starts the restore process with two empty batches: an ipvsadm that does not take batches as
+   * restore.ts expects (one that exits after a batch) fails here, once, not every batch.
    */
   async probe(): Promise<void> {
-    const r = await this.restore.run([], { timeoutMs: this.timeouts.toolMs });
-    if (r.code !== 0 || r.signal !== null || r.stderr.trim() !== '') throw new KernelError(`${this.ipvsadm} -R`, r, `cannot apply batches (${failure(r)})`);
+    const command = `${this.ipvsadm} -R`;
+    let pid: number | undefined;
+    for (let i = 0; i < 2; i++) {
+      const r = await this.restore.run([], { timeoutMs: this.timeouts.toolMs });
+      if (r.code !== 0 || r.signal !== null || r.stderr.trim() !== '') throw new KernelError(command, r, `cannot apply batches (${failure(r)})`);
+      if (i === 1 && this.restore.pid !== pid) throw new KernelError(command, r, 'cannot apply batches (the process did not outlive its first one)');
+      pid = this.restore.pid;
+    }
   }
 
   /** `conntrack -D ...`; finding nothing to delete is success (conntrack exits 1 then). */

@@ -19,6 +19,8 @@ import type { ExecResult } from '../util/exec.js';
 /** Applies batches of restore lines; resolves with what that batch printed on stderr. */
 export interface RestoreSession {
   run(input: Iterable<string>, opts: { timeoutMs: number }): Promise<ExecResult>;
+  /** The running process (none between processes, or for a simulated kernel). */
+  readonly pid: number | undefined;
   /** Ends the process (EOF on its stdin, SIGKILL if it lingers); a later run() starts another. */
   close(): Promise<void>;
 }
@@ -101,7 +103,8 @@ export class IpvsadmRestore implements RestoreSession {
   }
 
   private async spawn(): Promise<Process> {
-    if (this.proc?.alive) return this.proc;
+    // A process whose stdin broke is on its way out: never handed another batch.
+    if (this.proc?.alive && !this.proc.child.stdin.destroyed) return this.proc;
     const child = spawn(this.file, this.args, { stdio: ['pipe', 'ignore', 'pipe'] });
     const proc = new Process(child);
     // A missing binary fails here, before any line is written.
@@ -130,8 +133,9 @@ export class IpvsadmRestore implements RestoreSession {
       const stdin = proc.child.stdin;
       // Fed as produced: a cold sync's 200,000 lines are never held as one string.
       for (const chunk of withMarker(input, seq)) {
-        if (!proc.alive || timedOut) break;
-        if (!stdin.write(chunk)) await Promise.race([once(stdin, 'drain'), done]);
+        if (!proc.alive || timedOut || stdin.destroyed) break;
+        // A process dying mid-batch breaks the pipe: its exit, awaited below, says why.
+        if (!stdin.write(chunk)) await Promise.race([once(stdin, 'drain').catch(() => undefined), done]);
       }
       const r = await done;
       const stderr = [...batch.errors, ...(r.extra ? [r.extra] : []), ...(timedOut ? [`timeout after ${opts.timeoutMs} ms`] : [])].join('\n');

@@ -213,7 +213,7 @@ describe('BGP speaker against BIRD', () => {
     }
   });
 
-  it('streams over calls opened ahead: an idle one still delivers, and end() has a deadline of its own', async () => {
+  it('streams over calls opened ahead: an idle one still delivers, and a stream in use has a deadline of its own', async () => {
     const client = new GobgpClient(speaker.socketPath, { deadlineMs: 200 });
     const pid = speaker.gobgpdPid as number;
     const [r] = planRoutes([{ vip: vip('198.51.100.98'), state: 'up' }], cfg).routes.values();
@@ -225,11 +225,11 @@ describe('BGP speaker against BIRD', () => {
     try {
       await send(false);
       await waitFor('198.51.100.98 in BIRD', () => route('198.51.100.98/32', 'd4'));
-      // The next call was opened when that one ended; it waits longer than its end() deadline.
+      // The next call was opened when that one ended; it waits longer than a stream in use may take.
       await sleep(2000);
       await send(true);
       await waitFor('198.51.100.98 gone', async () => (await route('198.51.100.98/32')) === undefined);
-      // A gobgpd that stops answering: end() gives up after 6 × deadlineMs instead of hanging.
+      // A gobgpd that stops answering: the stream gives up 6 × deadlineMs after it was handed out, instead of hanging.
       process.kill(pid, 'SIGSTOP');
       const t0 = Date.now();
       await expect(send(false)).rejects.toThrow(/AddPathStream: Cancelled/);

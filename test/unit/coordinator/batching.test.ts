@@ -170,8 +170,9 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     await c.settle();
     expect(c.isAnnounced('198.51.100.10')).toBe(true);
     const [calls, tables, seq] = [bgp.calls.length, ipvs.tables.length, journal.list().at(-1)!.seq];
-    const t0 = Date.now();
-    health.flip(ids.at(-1)!, false);
+    // A verdict from a second ago: the journal must say so, not when it wrote the entry.
+    const t0 = Date.now() - 1000;
+    health.emit('transition', { id: ids.at(-1)!, up: false, first: false, reason: 'connect ECONNREFUSED', pending: false, at: t0 });
     // Synchronously: the route set without the VIP, nothing else yet.
     expect(bgp.calls.slice(calls)).toEqual([[]]);
     expect(ipvs.tables.length).toBe(tables);
@@ -180,9 +181,8 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(ipvs.tables.length).toBe(tables + 1);
     const events = journal.list(seq);
     expect(events.map((e) => `${e.kind} ${e.message}`)).toEqual([`health ${ids.at(-1)} down`, 'vip 198.51.100.10 up -> down']);
-    // The verdict's own time, not when the journal got it.
-    expect(Date.parse(events[0]!.at) - t0).toBeGreaterThanOrEqual(0);
-    expect(Date.parse(events[0]!.at)).toBeLessThanOrEqual(Date.parse(events[1]!.at));
+    expect(events[0]!.at).toBe(new Date(t0).toISOString());
+    expect(Date.parse(events[1]!.at)).toBeGreaterThanOrEqual(t0 + 1000);
   });
 
   it('withdraws once when all 100 go down in a burst, without waiting out the batch, and announces once when they return', async () => {
@@ -221,5 +221,50 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(ipvs.tables.at(-1)?.size).toBe(1);
     bgp.delivered = true;
     await until(() => ipvs.tables.at(-1)?.size === 0);
+  });
+});
+
+describe('coordinator: several VIPs going down in one turn', () => {
+  it('withdraws the first at once and the rest in one more pass, not a pass each', async () => {
+    const addrs = ['198.51.100.21', '198.51.100.22', '198.51.100.23'];
+    const r = validateConfig({
+      vipRanges: ['198.51.100.0/24'],
+      bgp: { asn: 64513, routerId: '192.0.2.10', peers: [{ address: '192.0.2.1', asn: 64512 }] },
+      coordinator: { batchDelay: '200ms', presencePorts: [] },
+      vips: addrs.map((address) => ({ address, minHealthy: 1 })),
+      // One realserver behind all three: its failure takes every VIP down.
+      services: addrs.map((vip) => ({ vip, port: 80, check: { type: 'tcp', interval: '1s' }, realservers: [{ address: '203.0.113.1' }] })),
+    });
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    const dir = mkdtempSync(join(tmpdir(), 'vipd-batch-'));
+    const health = new FakeHealth();
+    const bgp = new FakeBgp();
+    const c = new Coordinator(r.config, {
+      log: nullLogger,
+      journal: new Journal({ capacity: 1000, maxFileBytes: 1 << 20 }),
+      health: health as unknown as HealthMonitor,
+      ipvs: new FakeIpvs() as unknown as IpvsManager,
+      bgp: bgp as unknown as BgpSpeaker,
+      overrides: new OverrideStore(join(dir, 'overrides.json')),
+      presence: noPresence,
+    });
+    try {
+      c.start();
+      const ids = r.config.services.map((s) => targetId(s, s.realservers[0]!));
+      for (const id of ids) health.flip(id, true);
+      for (let i = 0; i < 500 && !addrs.every((a) => c.isAnnounced(a)); i++) await sleep(10);
+      await sleep(300);
+      await c.settle();
+      const [passes, calls] = [c.passes, bgp.calls.length];
+      for (const id of ids) health.flip(id, false);
+      // The first VIP's withdrawal went out in this turn.
+      expect(bgp.calls.slice(calls).map(vips)).toEqual([addrs.slice(1).map((a) => `${a} up`)]);
+      await c.settle();
+      expect(c.passes - passes).toBe(2);
+      expect(bgp.calls.at(-1)).toEqual([]);
+    } finally {
+      await c.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -133,6 +133,7 @@ export class FakeKernel implements Runner {
     return {
       run: (input, opts) => this.exec(file, ['-R'], { timeoutMs: opts.timeoutMs, input: [...input].join('') }),
       close: () => Promise.resolve(),
+      pid: undefined,
     };
   }
 

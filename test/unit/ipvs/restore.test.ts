@@ -66,6 +66,17 @@ describe('IpvsadmRestore (a stand-in for ipvsadm -R; the real one: test/integrat
     expect((await r.run(['-e after\n'], { timeoutMs: 10_000 })).code).toBe(0);
   });
 
+  it('reports a timeout, not a broken pipe, when the process stops reading mid-batch', async () => {
+    const big = function* (): Generator<string> {
+      yield 'hang\n';
+      for (let i = 0; i < 5000; i++) yield `-e ${'x'.repeat(100)}\n`;
+    };
+    const a = await r.run(big(), { timeoutMs: 300 });
+    expect(a.signal).toBe('SIGKILL');
+    expect(a.stderr).toMatch(/timeout after 300 ms/);
+    expect((await r.run(['-e after\n'], { timeoutMs: 10_000 })).code).toBe(0);
+  });
+
   it('feeds input larger than a pipe with backpressure, as it is produced', async () => {
     let produced = 0;
     const input = function* (): Generator<string> {
@@ -100,12 +111,19 @@ describe('Kernel.probe', () => {
       ...systemRunner,
       restore: () => new IpvsadmRestore('/bin/sh', ['-c', "read -r line; echo \"Try 'ipvsadm -h' for more information.\" >&2; exit 2"]),
     });
+    // One that answers the marker, then exits: every batch would start a process of its own.
+    const once = new Kernel('ipvsadm', 'conntrack', {
+      ...systemRunner,
+      restore: () => new IpvsadmRestore('/bin/sh', ['-c', 'read -r line; echo "${line##* }: unknown option" >&2; exit 0']),
+    });
     try {
       await good.probe();
       await expect(exits.probe()).rejects.toThrow("ipvsadm -R: cannot apply batches (exit 2: Try 'ipvsadm -h' for more information.)");
+      await expect(once.probe()).rejects.toThrow(/ipvsadm -R: cannot apply batches/);
     } finally {
       await good.close();
       await exits.close();
+      await once.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
