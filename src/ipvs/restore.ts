@@ -77,6 +77,8 @@ class Process {
         b.bytes += line.length + 1;
       }
     }
+    // A line without end is not kept whole: its tail still shows a marker that follows it.
+    if (this.partial.length > STDERR_CAP) this.partial = this.partial.slice(-1024);
   }
 }
 
