@@ -27,6 +27,8 @@ export interface ClientOptions {
   deadlineMs?: number;
   /** Proto directory; defaults to protoDir(). */
   protoDir?: string;
+  /** The stub to use instead of one on `socketPath` (tests). */
+  stub?: GobgpStub;
 }
 
 /** Paths per AddPathStream message: amortises per-message work in gobgpd (1,000 measured fastest), well under its 4 MB limit. */
@@ -60,7 +62,7 @@ export class GobgpClient {
     readonly socketPath: string,
     opts: ClientOptions = {},
   ) {
-    this.stub = createStub(socketPath, opts.protoDir);
+    this.stub = opts.stub ?? createStub(socketPath, opts.protoDir);
     this.deadlineMs = opts.deadlineMs ?? 10_000;
   }
 

@@ -99,7 +99,12 @@ export class IpvsadmRestore implements RestoreSession {
   }
 
   run(input: Iterable<string>, opts: { timeoutMs: number }): Promise<ExecResult> {
-    const p = this.chain.then(() => this.runOne(input, opts));
+    return this.serial(() => this.runOne(input, opts));
+  }
+
+  /** Batches and close() one at a time, in call order. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.chain.then(fn);
     this.chain = p.catch(() => undefined);
     return p;
   }
@@ -160,9 +165,9 @@ export class IpvsadmRestore implements RestoreSession {
   }
 
   close(): Promise<void> {
-    const p = this.chain.then(() => (this.proc ? this.discard(this.proc) : undefined));
-    this.chain = p.catch(() => undefined);
-    return p;
+    return this.serial(async () => {
+      if (this.proc) await this.discard(this.proc);
+    });
   }
 }
 

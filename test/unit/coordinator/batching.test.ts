@@ -87,6 +87,19 @@ function changes<T>(calls: T[], from: number, key: (t: T) => unknown): number {
   for (let i = Math.max(1, from); i < calls.length; i++) if (JSON.stringify(key(calls[i]!)) !== JSON.stringify(key(calls[i - 1]!))) n++;
   return n;
 }
+/** A coordinator on the fakes, its overrides in `dir`. */
+function coordinator(cfg: Config, dir: string, f: { health: FakeHealth; ipvs: FakeIpvs; bgp: FakeBgp; journal: Journal }): Coordinator {
+  return new Coordinator(cfg, {
+    log: nullLogger,
+    journal: f.journal,
+    health: f.health as unknown as HealthMonitor,
+    ipvs: f.ipvs as unknown as IpvsManager,
+    bgp: f.bgp as unknown as BgpSpeaker,
+    overrides: new OverrideStore(join(dir, 'overrides.json')),
+    presence: noPresence,
+  });
+}
+
 const vips = (i: RouteIntent[]): string[] => i.map((x) => `${x.vip.address} ${x.state}`);
 
 describe('coordinator batching (real timers, fakes at the seams)', () => {
@@ -106,15 +119,8 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     health = new FakeHealth();
     ipvs = new FakeIpvs();
     bgp = new FakeBgp();
-    c = new Coordinator(cfg, {
-      log: nullLogger,
-      journal: (journal = new Journal({ capacity: 1000, maxFileBytes: 1 << 20 })),
-      health: health as unknown as HealthMonitor,
-      ipvs: ipvs as unknown as IpvsManager,
-      bgp: bgp as unknown as BgpSpeaker,
-      overrides: new OverrideStore(join(dir, 'overrides.json')),
-      presence: noPresence,
-    });
+    journal = new Journal({ capacity: 1000, maxFileBytes: 1 << 20 });
+    c = coordinator(cfg, dir, { health, ipvs, bgp, journal });
     c.start();
     for (const id of ids) health.flip(id, true);
     await until(() => c.serving && c.isAnnounced('198.51.100.10'));
@@ -239,15 +245,7 @@ describe('coordinator: several VIPs going down in one turn', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vipd-batch-'));
     const health = new FakeHealth();
     const bgp = new FakeBgp();
-    const c = new Coordinator(r.config, {
-      log: nullLogger,
-      journal: new Journal({ capacity: 1000, maxFileBytes: 1 << 20 }),
-      health: health as unknown as HealthMonitor,
-      ipvs: new FakeIpvs() as unknown as IpvsManager,
-      bgp: bgp as unknown as BgpSpeaker,
-      overrides: new OverrideStore(join(dir, 'overrides.json')),
-      presence: noPresence,
-    });
+    const c = coordinator(r.config, dir, { health, ipvs: new FakeIpvs(), bgp, journal: new Journal({ capacity: 1000, maxFileBytes: 1 << 20 }) });
     try {
       c.start();
       const ids = r.config.services.map((s) => targetId(s, s.realservers[0]!));
