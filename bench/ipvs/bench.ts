@@ -14,7 +14,7 @@
  *    health-checked, its health monitor a fake that emits the verdicts, driving the real
  *    IpvsManager; timed from the verdict emitted to the coordinator's journal entry for the
  *    applied IPVS batch. The config sets coordinator.batchDelay to 0, so a change is passed at
- *    once (as an isolated change is with any batchDelay). Each change is taken relative to a
+ *    once (no batching: this times IPVS, not the batch gap). Each change is taken relative to a
  *    bare `ipvsadm -e` timed alongside it (host load cancels out); the report on stderr also
  *    gives the plain ratio.
  *  - change_ms: that change's time with 200,000 destinations; change_ops: its kernel

@@ -110,7 +110,7 @@ async function vipd() {
   const { validateConfig } = await import(new URL('config/load.js', dist).href);
   const { nullLogger } = await import(new URL('log/logger.js', dist).href);
   // The daemon's config: every service health-checked. batchDelay 0: each health change gets
-  // a pass of its own at once (as the first change after a quiet batchDelay does anyway).
+  // a pass of its own at once, without batching: the bench times IPVS, not the batch gap.
   const load = () => {
     const list = services().map((s) => ({ ...s, check: { type: 'tcp' } }));
     const r = validateConfig({

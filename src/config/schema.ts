@@ -374,8 +374,10 @@ export const configShape = z.strictObject({
     .strictObject({
       /** Director-presence ports: open while serving, closed while draining or stopping. */
       presencePorts: z.array(port).default([44444]),
-      /** Events within this delay of the last pass are coalesced into one pass when it ends; an isolated one is applied at once. */
+      /** The longest an event waits for its pass; also the least time between two passes. */
       batchDelay: duration(0, 10_000).default(50),
+      /** A pass runs once events paused this long (capped by batchDelay), so a burst shares one pass. */
+      batchQuiet: duration(0, 10_000).default(10),
       /**
        * How often IPVS and the VIP addresses are read back from the kernel and repaired where
        * they drifted (someone ran ipvsadm or ip by hand); 0 never.

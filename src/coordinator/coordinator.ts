@@ -84,6 +84,9 @@ export class Coordinator {
   private synced = false;
   private stopped = false;
   private batchTimer?: NodeJS.Timeout;
+  /** When the first and the last event of the batch waiting for its pass came. */
+  private batchStart?: number;
+  private lastEvent = -Infinity;
   private leading?: NodeJS.Immediate;
   private retryTimer?: NodeJS.Timeout;
   private resyncTimer?: NodeJS.Timeout;
@@ -252,34 +255,43 @@ export class Coordinator {
   }
 
   /**
-   * Coalesces bursts without delaying an isolated event: the first event after a quiet
-   * `batchDelay` runs its pass at once (events of the same event-loop turn join it); events
-   * within `batchDelay` of the last pass share one pass when that window closes. So no event
-   * waits longer than `batchDelay`, and a storm costs at most one pass per `batchDelay`.
-   * `urgent` runs a pass at once regardless (a withdrawal must not wait out the window).
+   * Coalesces bursts: a pass runs once events have paused for `batchQuiet`, but no event waits
+   * longer than `batchDelay`, and passes are at least `batchDelay` apart (a storm costs at most
+   * one pass per `batchDelay`). Events of one event-loop turn always share a pass. `urgent`
+   * runs a pass at once regardless (a withdrawal must not wait out the window).
    */
   schedule(urgent = false): void {
     if (this.stopped || this.leading) return;
-    const wait = urgent ? 0 : this.lastPass + this.config.coordinator.batchDelay - performance.now();
+    const now = performance.now();
+    this.lastEvent = now;
+    this.batchStart ??= now;
+    const wait = urgent ? 0 : this.due() - now;
     if (wait <= 0) {
-      clearTimeout(this.batchTimer);
-      this.batchTimer = undefined;
       this.leading = setImmediate(() => {
         this.leading = undefined;
         this.pass();
       });
       return;
     }
-    this.batchTimer ??= setTimeout(() => {
-      this.batchTimer = undefined;
-      this.pass();
-    }, wait);
+    this.batchTimer ??= setTimeout(() => this.batchTimerFired(), wait);
+  }
+
+  /** When the pending batch's pass is due (performance.now() time). */
+  private due(): number {
+    const { batchDelay, batchQuiet } = this.config.coordinator;
+    return Math.min((this.batchStart ?? this.lastEvent) + batchDelay, Math.max(this.lastEvent + batchQuiet, this.lastPass + batchDelay));
+  }
+
+  /** The timer is armed once per batch, not per event: a later event moves the pass by re-arming here. */
+  private batchTimerFired(): void {
+    this.batchTimer = undefined;
+    const wait = this.due() - performance.now();
+    if (wait > 0.5) this.batchTimer = setTimeout(() => this.batchTimerFired(), wait);
+    else this.pass();
   }
 
   /** A pass in this turn, instead of any scheduled one. */
   private passNow(): void {
-    clearTimeout(this.batchTimer);
-    this.batchTimer = undefined;
     clearImmediate(this.leading);
     this.leading = undefined;
     this.pass();
@@ -348,6 +360,10 @@ export class Coordinator {
   /** One reconcile pass: compute desired state and hand each lane its part. */
   pass(): void {
     if (this.stopped) return;
+    // This pass carries every event so far: a batch still waiting has nothing left to wait for.
+    clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    this.batchStart = undefined;
     this.lastPass = performance.now();
     const before = this.derivation;
     const d = this.advance();

@@ -20,18 +20,39 @@ interface Event {
   message: string;
 }
 
-function config(opts: { vips?: string[]; arpVips?: string[]; minHealthy?: number; hysteresis?: number; extra?: string } = {}): string {
+/** A VIP with 100 realservers (addresses on one realserver's namespace, all served by one listener). */
+const BURST_VIP = '198.51.100.12';
+const BURST_PORT = 81;
+const BURST_RS = Array.from({ length: 100 }, (_, i) => `203.0.113.${100 + i}`);
+/** Checks every 500 ms at random phases: a listener's death is 100 failures over about half a second. */
+const BURST_SERVICE = `  - vip: ${BURST_VIP}
+    port: ${BURST_PORT}
+    check: { type: tcp, interval: 500ms, timeout: 1s, rise: 1, fall: 1 }
+    realservers: [${BURST_RS.map((a) => `{ address: ${a} }`).join(', ')}]`;
+/** Accepts and closes, on every address of its namespace; killed, every connection is refused. */
+const LISTENER = `import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', ${BURST_PORT}))
+s.listen(1024)
+while True:
+    s.accept()[0].close()`;
+
+function config(
+  opts: { vips?: string[]; arpVips?: string[]; minHealthy?: number; hysteresis?: number; extra?: string; burst?: boolean; coordinator?: string } = {},
+): string {
   const bgpVips = opts.vips ?? [VIP];
   const arpVips = opts.arpVips ?? [];
   const vips = [...bgpVips, ...arpVips];
+  const all = opts.burst ? [...vips, BURST_VIP] : vips;
   const mode = (v: string): string => (arpVips.includes(v) ? ', mode: arp, interface: eth0' : '');
   return `
 node: { name: e2e, stateDir: /tmp/vipd-state, runDir: /run/vipd }
 log: { level: debug, format: json }
 vipRanges: [198.51.100.0/24]
 ${BGP_SECTION}
-coordinator: { resyncInterval: ${RESYNC_S}s }
-vips: [${vips.map((v) => `{ address: ${v}, minHealthy: ${opts.minHealthy ?? 1}, hysteresis: ${opts.hysteresis ?? 0}${mode(v)} }`).join(', ')}]
+coordinator: { resyncInterval: ${RESYNC_S}s${opts.coordinator ? `, ${opts.coordinator}` : ''} }
+vips: [${all.map((v) => `{ address: ${v}, minHealthy: ${opts.minHealthy ?? 1}, hysteresis: ${opts.hysteresis ?? 0}${mode(v)} }`).join(', ')}]
 nodes: [{ name: n3 }]
 services:
 ${vips
@@ -44,6 +65,7 @@ ${vips
     realservers: [{ address: 203.0.113.11 }, { address: 203.0.113.12 }, { address: 203.0.113.13, node: n3 }]`,
   )
   .join('\n')}
+${opts.burst ? BURST_SERVICE : ''}
 ${opts.extra ?? ''}
 `;
 }
@@ -173,6 +195,51 @@ describe('vipd end to end (VM with IPVS, BIRD, realservers)', () => {
       const w = Object.values(await weights());
       return w.length === 3 && w.every((x) => x === 100);
     }, 20_000);
+  }, 300_000);
+
+  it('applies a burst of 100 health flips in one IPVS batch, both ways', async () => {
+    const ns = d.rsNs.get('203.0.113.11')!;
+    const added = await d.lab.exec(ns, 'sh', ['-c', `for a in ${BURST_RS.join(' ')}; do ip addr add $a/24 dev eth0 || exit 1; done`]);
+    expect(added.code, added.stderr).toBe(0);
+    let listener = d.lab.spawn(ns, 'python3', ['-c', LISTENER]);
+    try {
+      // The 100 results of one check round, half a second apart at most, share one pass.
+      await reload(config({ burst: true, coordinator: 'batchDelay: 2s, batchQuiet: 300ms' }));
+      const burstWeights = async (): Promise<number[]> => Object.values(await d.weights(BURST_VIP, BURST_PORT));
+      await until('100 realservers at weight 100', async () => {
+        const w = await burstWeights();
+        return w.length === 100 && w.every((x) => x === 100);
+      }, 60_000);
+      await until('VIP announced', () => d.hasRoute(`${BURST_VIP}/32`), 20_000);
+      /** The journal from just before `act` until every weight is `want` and the batch is journaled. */
+      const journalOf = async (act: () => Promise<void>, what: string, want: number): Promise<Event[]> => {
+        const from = (await events()).at(-1)!.seq;
+        await act();
+        return until(what, async () => {
+          const w = await burstWeights();
+          if (!w.every((x) => x === want)) return undefined;
+          // The batch is journaled once ipvsadm answered; the weights may show a moment before.
+          const ev = (await events()).filter((e) => e.seq > from);
+          return ev.some((e) => e.kind === 'ipvs') ? ev : undefined;
+        }, 30_000);
+      };
+      const down = await journalOf(() => listener.stop('SIGKILL'), '100 realservers at weight 0', 0);
+      const flips = down.filter((e) => e.kind === 'health' && e.message.includes(`${BURST_VIP}:${BURST_PORT}/`) && e.message.endsWith(' down'));
+      expect(flips).toHaveLength(100);
+      // A real burst: the verdicts came over many event-loop turns, not in one.
+      expect(Date.parse(flips.at(-1)!.at) - Date.parse(flips[0]!.at)).toBeGreaterThan(50);
+      expect(down.filter((e) => e.kind === 'ipvs').map((e) => e.message)).toEqual(['applied 100 IPVS operations']);
+      expect(await d.hasRoute(`${BURST_VIP}/32`)).toBe(false);
+      const restart = async (): Promise<void> => void (listener = d.lab.spawn(ns, 'python3', ['-c', LISTENER]));
+      const up = await journalOf(restart, '100 realservers back at weight 100', 100);
+      expect(up.filter((e) => e.kind === 'health' && e.message.endsWith(' up'))).toHaveLength(100);
+      expect(up.filter((e) => e.kind === 'ipvs').map((e) => e.message)).toEqual(['applied 100 IPVS operations']);
+      await until('VIP announced again', () => d.hasRoute(`${BURST_VIP}/32`), 20_000);
+    } finally {
+      await listener.stop('SIGKILL');
+      await reload(config());
+      await until('burst VIP gone', async () => !(await d.vm.run('ipvsadm -Sn')).stdout.includes(BURST_VIP), 30_000);
+    }
   }, 300_000);
 
   it('repairs a destination and the VIP address removed by hand, at the next resync', async () => {

@@ -102,7 +102,7 @@ function generated(): Record<string, unknown> {
   }
   if (chance(0.3)) c.nodes = Array.from({ length: int(3) }, () => ({ name: maybe(() => pick(['n1', 'n2', 'n1'])), ...(chance(0.5) ? { weight: maybe(() => pick([0, 50, 101])) } : {}), ...(chance(0.3) ? { agent: { port: maybe(() => pick(PORTS)) } } : {}) }));
   if (chance(0.2)) c.arp = { peers: [maybe(() => pick(ADDRESSES))], ...(chance(0.5) ? { secret: maybe(() => pick(['short', 'long-enough-secret'])) } : {}) };
-  if (chance(0.2)) c.coordinator = { presencePorts: maybe(() => [pick(PORTS)]), batchDelay: maybe(() => pick(DURATIONS)) };
+  if (chance(0.2)) c.coordinator = { presencePorts: maybe(() => [pick(PORTS)]), batchDelay: maybe(() => pick(DURATIONS)), batchQuiet: maybe(() => pick(DURATIONS)) };
   if (chance(0.2)) c.metrics = { enabled: maybe(() => pick([true, false])), listen: maybe(() => pick(['127.0.0.1:9642', '[::1]:9642', ':9642', 'nowhere'])) };
   if (chance(0.2)) c.ipvs = { sysctls: maybe(() => ({ [pick(['conntrack', 'expire_nodest_conn', 'bogus'])]: pick([0, 1, 2, -1]) })) };
   return c;

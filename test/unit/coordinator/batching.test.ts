@@ -1,8 +1,7 @@
 /**
- * Batching, at the coordinator with real timers: an isolated health flip reaches IPVS at once, a
- * burst of them in two reconciles (the first flip, then the rest when the window closes), and BGP
- * as one route update; a removed VIP retires only once its withdrawal can
- * reach the routers. The subsystems are fakes at their seams (the IPVS
+ * Batching, at the coordinator with real timers: an isolated health flip reaches IPVS once the
+ * quiet gap has passed, a burst of them in one reconcile, a storm at most once per window, and
+ * BGP as one route update; a removed VIP retires only once its withdrawal can reach the routers. The subsystems are fakes at their seams (the IPVS
  * manager, the BGP speaker, the health monitor), each counting the calls it gets.
  */
 import { EventEmitter } from 'node:events';
@@ -30,8 +29,8 @@ function config(withVip = true): Config {
   const r = validateConfig({
     vipRanges: ['198.51.100.0/24'],
     bgp: { asn: 64513, routerId: '192.0.2.10', withdrawDelay: '100ms', peers: [{ address: '192.0.2.1', asn: 64512 }] },
-    // Well above the burst's own duration on a loaded machine.
-    coordinator: { batchDelay: '200ms', presencePorts: [] },
+    // Both well above the gaps in a burst on a loaded machine.
+    coordinator: { batchDelay: '200ms', batchQuiet: '20ms', presencePorts: [] },
     vips: withVip ? [{ address: '198.51.100.10', minHealthy: 1 }] : [],
     services: withVip
       ? [
@@ -142,32 +141,51 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(fn()).toBe(true);
   }
 
-  it('applies an isolated flip at once, without waiting out the batch window', async () => {
+  it('applies an isolated flip once the quiet gap has passed, without waiting out the batch window', async () => {
     const before = ipvs.tables.length;
     health.flip(ids[0]!, false);
-    // Far inside the 200 ms window a trailing batch would wait.
-    await sleep(30);
+    // Not yet: more may come within the 20 ms gap.
+    await new Promise((r) => setImmediate(r));
+    expect(ipvs.tables.length - before).toBe(0);
+    // Well inside the 200 ms window.
+    await sleep(100);
     expect(ipvs.tables.length - before).toBe(1);
     expect(weights(ipvs.tables.at(-1)!)[0]).toBe(0);
   });
 
-  it("applies a burst of 100 flips over several event-loop turns in two reconciles: the first turn's flips at once, the rest together", async () => {
+  it('applies a burst of 100 flips over several event-loop turns in one reconcile', async () => {
     const before = ipvs.tables.length;
     const passes = c.passes;
-    // Flips arrive over several event-loop turns, as check results do (a turn ends after the
-    // leading pass's immediate: a timer could fire before it on a loaded host).
+    // Flips arrive over several event-loop turns and timer phases, as check results do.
     for (const [i, id] of ids.entries()) {
       health.flip(id, i % 2 === 1);
-      if (i % 10 === 9) await new Promise((r) => setImmediate(r));
+      if (i % 10 === 9) await (i % 20 === 9 ? new Promise((r) => setImmediate(r)) : sleep(1));
     }
     await sleep(300);
     await c.settle();
-    expect(c.passes - passes).toBe(2);
-    expect(ipvs.tables.length - before).toBe(2);
-    // The first ten arrive in one turn and share the leading pass.
-    expect(weights(ipvs.tables.at(-2)!)).toEqual(ids.map((_, i) => (i < 10 && i % 2 === 0 ? 0 : 100)));
+    expect(c.passes - passes).toBe(1);
+    expect(ipvs.tables.length - before).toBe(1);
     expect(weights(ipvs.tables.at(-1)!)).toEqual(ids.map((_, i) => (i % 2 === 1 ? 100 : 0)));
     expect(c.isAnnounced('198.51.100.10')).toBe(true);
+  });
+
+  it('applies a storm without pause at most once per window, and no flip waits longer than the window', async () => {
+    const passes = c.passes;
+    const t0 = performance.now();
+    const seen: number[] = [];
+    const tables = ipvs.tables.length;
+    // A flip every 5 ms (inside the quiet gap) for 700 ms.
+    for (let i = 0; performance.now() - t0 < 700; i++) {
+      health.flip(ids[i % N]!, i % (2 * N) >= N);
+      await sleep(5);
+      if (ipvs.tables.length > tables + seen.length) seen.push(performance.now() - t0);
+    }
+    await c.settle();
+    // Passes at about 200, 400 and 600 ms, and one for the tail.
+    expect(c.passes - passes).toBeGreaterThanOrEqual(3);
+    expect(c.passes - passes).toBeLessThanOrEqual(5);
+    // The first flip's pass within the window (and a timer's lateness), not at the storm's end.
+    expect(seen[0]).toBeLessThan(350);
   });
 
   it('hands BGP the withdrawal in the turn of the verdict that takes the VIP down; IPVS and the journal follow, journaled at their own times', async () => {
@@ -198,15 +216,15 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
       health.flip(id, false);
       if (i % 10 === 9 && i < N - 1) await sleep(1);
     }
-    // The first flip's pass runs at once; the last flip takes the VIP down and its pass runs at
-    // once too, well before the 200 ms window closes: two IPVS changes, one withdrawal.
-    await sleep(20);
+    // The first 99 wait for a quiet gap; the last flip takes the VIP down and its pass runs at
+    // once, carrying them all, well before the 200 ms window closes: one IPVS change, one withdrawal.
+    await sleep(10);
     expect(bgp.calls.at(-1)).toEqual([]);
-    expect(changes(ipvs.tables, ipvsFrom, weights)).toBe(2);
+    expect(changes(ipvs.tables, ipvsFrom, weights)).toBe(1);
     await sleep(300);
     await c.settle();
     expect(changes(bgp.calls, calls, vips)).toBe(1);
-    expect(changes(ipvs.tables, ipvsFrom, weights)).toBe(2);
+    expect(changes(ipvs.tables, ipvsFrom, weights)).toBe(1);
     expect(bgp.calls.at(-1)).toEqual([]);
     expect(weights(ipvs.tables.at(-1)!).every((w) => w === 0)).toBe(true);
     const ipvsBefore = ipvs.tables.length;
