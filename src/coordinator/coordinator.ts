@@ -86,7 +86,7 @@ export class Coordinator {
   private batchTimer?: NodeJS.Timeout;
   /** When the first and the last event of the batch waiting for its pass came. */
   private batchStart?: number;
-  private lastEvent = -Infinity;
+  private lastEvent = 0;
   private leading?: NodeJS.Immediate;
   private retryTimer?: NodeJS.Timeout;
   private resyncTimer?: NodeJS.Timeout;
@@ -264,8 +264,7 @@ export class Coordinator {
     if (this.stopped || this.leading) return;
     const now = performance.now();
     this.lastEvent = now;
-    this.batchStart ??= now;
-    const wait = urgent ? 0 : this.due() - now;
+    const wait = urgent ? 0 : this.due((this.batchStart ??= now)) - now;
     if (wait <= 0) {
       this.leading = setImmediate(() => {
         this.leading = undefined;
@@ -277,15 +276,16 @@ export class Coordinator {
   }
 
   /** When the pending batch's pass is due (performance.now() time). */
-  private due(): number {
+  private due(batchStart: number): number {
     const { batchDelay, batchQuiet } = this.config.coordinator;
-    return Math.min((this.batchStart ?? this.lastEvent) + batchDelay, Math.max(this.lastEvent + batchQuiet, this.lastPass + batchDelay));
+    return Math.min(batchStart + batchDelay, Math.max(this.lastEvent + batchQuiet, this.lastPass + batchDelay));
   }
 
   /** The timer is armed once per batch, not per event: a later event moves the pass by re-arming here. */
   private batchTimerFired(): void {
     this.batchTimer = undefined;
-    const wait = this.due() - performance.now();
+    const wait = this.due(this.batchStart ?? this.lastEvent) - performance.now();
+    // Timers have 1 ms resolution: under half of one left is due now.
     if (wait > 0.5) this.batchTimer = setTimeout(() => this.batchTimerFired(), wait);
     else this.pass();
   }
