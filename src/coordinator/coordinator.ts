@@ -68,6 +68,14 @@ export interface Derived {
 }
 
 const STARTUP_GRACE_CAP_MS = 60_000;
+/**
+ * A withdrawal's pass hands IPVS, addresses and the journal their part once gobgpd has taken
+ * the withdrawal, or after this long: an ipvsadm batch started beside it competes with gobgpd
+ * for the CPU (in the VM such a batch took 23-39 ms against 5-9 ms alone), and a route that
+ * still attracts traffic costs more than weights applied a few ms later. A slow gobgpd delays
+ * them no more than this.
+ */
+const WITHDRAW_HEAD_START_MS = 100;
 
 export class Coordinator {
   private config: Config;
@@ -93,8 +101,10 @@ export class Coordinator {
   /** When the last pass ran (performance.now(): immune to wall-clock jumps). */
   private lastPass = -Infinity;
   /** Lane hand-overs and journaling that a withdrawal put after its BGP call, in pass order. */
-  private deferred?: NodeJS.Immediate;
+  private deferred?: NodeJS.Timeout;
   private readonly later: (() => void)[] = [];
+  /** The pass whose BGP call `later` waits for. */
+  private laterGen = 0;
   /** Generation of the newest state handed to the IPVS and address lanes. */
   private offered = 0;
   private graceTimer?: NodeJS.Timeout;
@@ -404,8 +414,8 @@ export class Coordinator {
       return this.announced.has(addr) || (this.ipvsLane.applied >= since && this.addrLane.applied >= since) ? i : { ...i, pending: true };
     });
     // A withdrawal goes out first: the other lanes and the journal (and its followers) start
-    // only once the BGP call's frames are on their way (the gRPC client gets there through
-    // microtasks, after whatever this turn still runs). Announcements still wait for IPVS (above).
+    // once gobgpd has taken it (WITHDRAW_HEAD_START_MS at most). Announcements still wait for
+    // IPVS (above).
     const sent = new Set(routes.filter((r) => !r.pending).map((r) => canonicalAddress(r.vip.address)));
     const withdrawing = [...this.announced].some((a) => !sent.has(a));
     this.bgpLane.set(routes, gen);
@@ -420,12 +430,14 @@ export class Coordinator {
     };
     if (withdrawing) {
       this.later.push(rest);
-      this.deferred ??= setImmediate(() => this.runLater());
+      this.laterGen = gen;
+      this.deferred ??= setTimeout(() => this.runLater(), WITHDRAW_HEAD_START_MS);
     } else rest();
     this.d.arp?.setVips([...vips.values()].filter((v) => v.config.mode === 'arp').map((v) => ({ vip: v.config, up: isUp(v.state) })));
   }
 
   private runLater(): void {
+    clearTimeout(this.deferred);
     this.deferred = undefined;
     for (const f of this.later.splice(0)) f();
   }
@@ -441,6 +453,9 @@ export class Coordinator {
   }
 
   private laneDone<T, R>(lane: 'ipvs' | 'bgp' | 'addresses', r: LaneResult<T, R>): void {
+    // Whatever became of it, the withdrawal's call is over (an older call's end is not): what
+    // waited for it goes now.
+    if (lane === 'bgp' && this.later.length && r.generation >= this.laterGen) this.runLater();
     // Nothing was applied, so nothing new can be announced either.
     if (r.skipped) return;
     const m = this.d.metrics;
@@ -562,7 +577,7 @@ export class Coordinator {
     clearTimeout(this.retryTimer);
     clearInterval(this.resyncTimer);
     clearTimeout(this.graceTimer);
-    clearImmediate(this.deferred);
+    clearTimeout(this.deferred);
     clearImmediate(this.urgentTurn);
     for (const r of this.retiring.values()) clearTimeout(r.timer);
     await this.d.presence.close();
