@@ -159,9 +159,7 @@ export class Coordinator {
         this.passNow();
         return;
       }
-      // Behind a pass that waits for gobgpd, a note goes with the next pass: the journal keeps order.
-      if (note && this.later.length) this.notes.push({ ...note, at: e.at });
-      else if (note) d.journal.append('health', note.message, { reason: note.reason });
+      if (note) d.journal.append('health', note.message, { reason: note.reason });
       this.schedule(urgent);
     });
     d.health.on('agent', (e) => {
@@ -422,19 +420,17 @@ export class Coordinator {
     const withdrawing = [...this.announced].some((a) => !sent.has(a));
     this.bgpLane.set(routes, gen);
     const rest = (): void => {
-      // A deferred pass's state is stale once a newer pass has handed over its own, and lanes
-      // get nothing once stopping (they close after the first await of stop()).
-      if (gen > this.offered && !this.stopped) {
+      // A deferred pass's state is stale once a newer pass has handed over its own.
+      if (gen > this.offered) {
         this.offered = gen;
         this.ipvsLane.set(table, gen);
         this.addrLane.set(addresses, gen);
       }
       journal();
     };
-    // A pass after a deferred one waits behind it: the journal stays in pass order.
-    if (withdrawing || this.later.length) {
+    if (withdrawing) {
       this.later.push(rest);
-      if (withdrawing) this.laterGen = gen;
+      this.laterGen = gen;
       this.deferred ??= setTimeout(() => this.runLater(), WITHDRAW_HEAD_START_MS);
     } else rest();
     this.d.arp?.setVips([...vips.values()].filter((v) => v.config.mode === 'arp').map((v) => ({ vip: v.config, up: isUp(v.state) })));
