@@ -185,7 +185,11 @@ describe('vipd end to end (VM with IPVS, BIRD, realservers)', () => {
     for (const ip of REALSERVERS) await d.stopServer(ip);
     await until('route withdrawn', async () => !(await route()), 20_000);
     // The withdrawal goes out first; IPVS follows (an mh batch can take a few hundred ms in the VM).
-    await until('every weight 0', async () => Object.values(await weights()).every((w) => w === 0), INTERVAL_MS, 50);
+    // All three listed: every() of an empty table (no service) would pass.
+    await until('every weight 0', async () => {
+      const w = Object.values(await weights());
+      return w.length === 3 && w.every((x) => x === 0);
+    }, INTERVAL_MS, 50);
     expect(Object.values(await weights())).toEqual([0, 0, 0]);
     d.startServer('203.0.113.11');
     await until('route back', route, 20_000);
