@@ -274,7 +274,8 @@ export class Coordinator {
     if (this.stopped || this.leading) return;
     const now = performance.now();
     this.lastEvent = now;
-    const wait = urgent ? 0 : this.due((this.batchStart ??= now)) - now;
+    const start = (this.batchStart ??= now);
+    const wait = urgent ? 0 : this.due(start) - now;
     if (wait <= 0) {
       this.leading = setImmediate(() => {
         this.leading = undefined;
@@ -282,7 +283,7 @@ export class Coordinator {
       });
       return;
     }
-    this.batchTimer ??= setTimeout(() => this.batchTimerFired(), wait);
+    this.batchTimer ??= setTimeout(() => this.batchTimerFired(start), wait);
   }
 
   /** When the pending batch's pass is due (performance.now() time). */
@@ -292,11 +293,11 @@ export class Coordinator {
   }
 
   /** The timer is armed once per batch, not per event: a later event moves the pass by re-arming here. */
-  private batchTimerFired(): void {
+  private batchTimerFired(start: number): void {
     this.batchTimer = undefined;
-    const wait = this.due(this.batchStart ?? this.lastEvent) - performance.now();
+    const wait = this.due(start) - performance.now();
     // Timers have 1 ms resolution: under half of one left is due now.
-    if (wait > 0.5) this.batchTimer = setTimeout(() => this.batchTimerFired(), wait);
+    if (wait > 0.5) this.batchTimer = setTimeout(() => this.batchTimerFired(start), wait);
     else this.pass();
   }
 

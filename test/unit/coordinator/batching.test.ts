@@ -69,14 +69,13 @@ class FakeBgp extends EventEmitter {
   withdrawalsDelivered(): boolean {
     return this.delivered;
   }
-  /** How long gobgpd takes a call. */
-  callMs = 2;
-  /** While set, calls also wait for it (a gobgpd the test lets go). */
+  /** While set, calls started from now on also wait for it (a gobgpd the test lets go). */
   hold?: Promise<void>;
   async setRoutes(i: RouteIntent[]): Promise<RouteChanges> {
     this.calls.push(i);
-    await sleep(this.callMs);
-    await this.hold;
+    const hold = this.hold;
+    await sleep(2);
+    await hold;
     return { announced: [], updated: [], withdrawn: [], rejected: [], deferred: false };
   }
   async reconfigure(): Promise<void> {}
@@ -230,7 +229,8 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     await sleep(300);
     await c.settle();
     const [tables, seq] = [ipvs.tables.length, journal.list().at(-1)!.seq];
-    bgp.callMs = 1_000;
+    let release = (): void => undefined;
+    bgp.hold = new Promise((r) => (release = r));
     const t0 = performance.now();
     health.flip(ids.at(-1)!, false);
     await until(() => ipvs.tables.length > tables);
@@ -239,6 +239,32 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(waited).toBeLessThan(500);
     expect(journal.list(seq).slice(0, 2).map((e) => `${e.kind} ${e.message}`)).toEqual([`health ${ids.at(-1)} down`, 'vip 198.51.100.10 up -> down']);
     expect(weights(ipvs.tables.at(-1)!).every((w) => w === 0)).toBe(true);
+    bgp.hold = undefined;
+    release();
+    await c.settle();
+  });
+
+  it("waits for the withdrawal's own BGP call, not the end of an older one", async () => {
+    for (const id of ids.slice(0, -2)) health.flip(id, false);
+    await sleep(300);
+    await c.settle();
+    let releaseOld = (): void => undefined;
+    bgp.hold = new Promise((r) => (releaseOld = r));
+    // A pass whose BGP call is still running when the withdrawal comes.
+    health.flip(ids.at(-2)!, false);
+    await sleep(60);
+    const tables = ipvs.tables.length;
+    let release = (): void => undefined;
+    bgp.hold = new Promise((r) => (release = r));
+    health.flip(ids.at(-1)!, false);
+    releaseOld();
+    await sleep(30);
+    // The older call ended, the withdrawal's is held: IPVS still waits (the cap is 100 ms).
+    expect(ipvs.tables.length).toBe(tables);
+    bgp.hold = undefined;
+    release();
+    await sleep(20);
+    expect(ipvs.tables.length).toBe(tables + 1);
     await c.settle();
   });
 
