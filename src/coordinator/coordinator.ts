@@ -260,7 +260,9 @@ export class Coordinator {
     this.resyncTimer = setInterval(() => {
       this.d.ipvs?.resync();
       this.addrLane.forget();
-      this.schedule();
+      // A pass on its way does the repair. Otherwise it runs now: a tick that opened a batch
+      // would close it at tick + batchDelay, splitting a burst of results that came meanwhile.
+      if (!this.batchTimer) this.passAfterIo();
     }, every);
   }
 
@@ -276,14 +278,20 @@ export class Coordinator {
     this.lastEvent = now;
     const start = (this.batchStart ??= now);
     const wait = urgent ? 0 : this.due(start) - now;
-    if (wait <= 0) {
-      this.leading = setImmediate(() => {
-        this.leading = undefined;
-        this.pass();
-      });
-      return;
-    }
-    this.batchTimer ??= setTimeout(() => this.batchTimerFired(start), wait);
+    if (wait <= 0) this.passAfterIo();
+    else this.batchTimer ??= setTimeout(() => this.batchTimerFired(start), wait);
+  }
+
+  /**
+   * A pass later in this loop turn, once its I/O callbacks have run: after a stalled loop (a
+   * starved VM) the timers come first and the quiet looks real, while the check results that
+   * came meanwhile still wait in the poll phase. They join this pass instead of splitting it.
+   */
+  private passAfterIo(): void {
+    this.leading ??= setImmediate(() => {
+      this.leading = undefined;
+      this.pass();
+    });
   }
 
   /** When the pending batch's pass is due (performance.now() time). */
@@ -298,7 +306,7 @@ export class Coordinator {
     const wait = this.due(start) - performance.now();
     // Timers have 1 ms resolution: under half of one left is due now.
     if (wait > 0.5) this.batchTimer = setTimeout(() => this.batchTimerFired(start), wait);
-    else this.pass();
+    else this.passAfterIo();
   }
 
   /** A pass in this turn, instead of any scheduled one. */

@@ -6,6 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -25,12 +26,12 @@ import { FakeHealth, noPresence } from './fakes.js';
 const N = 100;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function config(withVip = true): Config {
+function config(withVip = true, coordinator: Record<string, string> = {}): Config {
   const r = validateConfig({
     vipRanges: ['198.51.100.0/24'],
     bgp: { asn: 64513, routerId: '192.0.2.10', withdrawDelay: '100ms', peers: [{ address: '192.0.2.1', asn: 64512 }] },
     // Both well above the gaps in a burst on a loaded machine.
-    coordinator: { batchDelay: '200ms', batchQuiet: '20ms', presencePorts: [] },
+    coordinator: { batchDelay: '200ms', batchQuiet: '20ms', presencePorts: [], ...coordinator },
     vips: withVip ? [{ address: '198.51.100.10', minHealthy: 1 }] : [],
     services: withVip
       ? [
@@ -57,6 +58,11 @@ class FakeIpvs {
   }
   preview(): string[] {
     return [];
+  }
+  /** Resync ticks seen. */
+  resyncs = 0;
+  resync(): void {
+    this.resyncs++;
   }
   setVipRanges(): void {}
   stop(): void {}
@@ -171,6 +177,49 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(ipvs.tables.length - before).toBe(1);
     expect(weights(ipvs.tables.at(-1)!)).toEqual(ids.map((_, i) => (i % 2 === 1 ? 100 : 0)));
     expect(c.isAnnounced('198.51.100.10')).toBe(true);
+  });
+
+  it('keeps a result that waited out a stalled event loop in the pass of the burst it came in', async () => {
+    const server = createServer((s) => s.destroy());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const before = ipvs.tables.length;
+      const passes = c.passes;
+      health.flip(ids[0]!, false);
+      // The second result's socket is ready while the loop is stalled past the quiet gap: the
+      // batch timer and the socket callback are both due in the turn after the stall.
+      const sock = connect((server.address() as AddressInfo).port, '127.0.0.1', () => {
+        health.flip(ids[1]!, false);
+        sock.destroy();
+      });
+      const until = performance.now() + 60;
+      while (performance.now() < until);
+      await sleep(100);
+      await c.settle();
+      expect(c.passes - passes).toBe(1);
+      expect(ipvs.tables.length - before).toBe(1);
+      expect(weights(ipvs.tables.at(-1)!).slice(0, 2)).toEqual([0, 0]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('runs a resync at once, so its tick never opens a window that a later burst straddles, and a tick inside a burst adds no pass', async () => {
+    const t0 = performance.now();
+    await c.reconfigure(config(true, { resyncInterval: '1s', batchDelay: '1500ms', batchQuiet: '300ms' }));
+    // Ticks at t0 + 1 s, 2 s, 3 s. The burst: 13 results 100 ms apart from 2.4 s to 3.6 s, within
+    // one window from its first result, but past the window a tick at 2 s would open.
+    await sleep(2400 - (performance.now() - t0));
+    const from = ipvs.tables.length;
+    for (const [i, id] of ids.slice(0, 13).entries()) {
+      health.flip(id, false);
+      await sleep(2400 + 100 * (i + 1) - (performance.now() - t0));
+    }
+    await sleep(1000);
+    await c.settle();
+    expect(ipvs.resyncs).toBeGreaterThanOrEqual(4);
+    expect(changes(ipvs.tables, from, weights)).toBe(1);
+    expect(weights(ipvs.tables.at(-1)!).slice(0, 14)).toEqual([...Array<number>(13).fill(0), 100]);
   });
 
   // Gaps inside the quiet gap (only the window bounds the wait) and longer than it (only the
