@@ -192,8 +192,8 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
         health.flip(ids[1]!, false);
         sock.destroy();
       });
-      const until = performance.now() + 60;
-      while (performance.now() < until);
+      const stallEnd = performance.now() + 60;
+      while (performance.now() < stallEnd);
       await sleep(100);
       await c.settle();
       expect(c.passes - passes).toBe(1);
