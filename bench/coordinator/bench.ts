@@ -11,7 +11,8 @@
  *    BIRD. Goal ≤ 1.5 at p99.
  * Ratios are per run (vipd and bare measured back to back), then p50/p99 over the runs; the
  * absolute p50/p99 in ms are printed too. The checks use fall 1 and rise 1 so that the deciding
- * check is the first failing one.
+ * check is the first failing one. The bench loads vipd no more than the bare operation: the
+ * journal is followed only during the weight0 runs, and BIRD is polled from the first 503 on.
  * Run: npx tsx bench/coordinator/bench.ts, or BENCH_ONLY=coordinator make bench (root; build first).
  * Last line: BENCH coordinator weight0_ratio=... withdraw_ratio=... weight0_p50_ms=... ...
  */
@@ -180,20 +181,25 @@ async function main(): Promise<void> {
     let discarded = 0;
     for (let i = -warmup; i < RUNS; i++) {
       // weight 0: one realserver of VIP_E fails; the VIP stays up on the other.
+      // The guest follows the journal from before the failure, so its replay is not timed.
+      const gapReply = hw.guest(`j ${rsE}`);
       await he.cmd('fail');
-      const gap = Number((await hw.guest(`j ${rsE}`).then((g) => g.reply)).split(' ')[1]);
+      const gap = Number((await gapReply).reply.split(' ')[1]);
       const bare = Number((await hw.guest('e')).reply.split(' ')[1]);
       await he.cmd('heal');
       await until('weight back', async () => (await weightE()) === 100, 20_000, 50);
 
       // withdraw: VIP_W's only realserver fails.
+      // BIRD is polled from the first 503 on, not while the next check is awaited: the polling
+      // takes host CPU from the VM, and the bare withdraw below is polled only while it runs.
       await hw.cmd('fail');
-      const gone = await seen(b, `${VIP_W}/32`, false);
       const deciding = Number(await hw.cmd('first'));
+      // Gone already: a check that timed out (a starved VM) decided before any 503.
+      const early = !(await b.has(`${VIP_W}/32`));
+      const gone = await seen(b, `${VIP_W}/32`, false);
       await hw.cmd('heal');
       await seen(b, `${VIP_W}/32`, true);
-      // A check that timed out (a starved VM) decides without a 503: no start time, run again.
-      if (!deciding || deciding > gone) {
+      if (early) {
         if (++discarded > RUNS) throw new Error('most withdraw runs had no deciding 503');
         i--;
         say('withdraw decided without a 503 (check timed out?); run discarded');
@@ -225,6 +231,9 @@ async function main(): Promise<void> {
       withdraw_p99_ms: percentile(wd, 99).toFixed(0),
       bare_ipvsadm_p50_ms: percentile(bareIpvs, 50).toFixed(0),
       bare_withdraw_p50_ms: percentile(bareWd, 50).toFixed(0),
+      bare_withdraw_p99_ms: percentile(bareWd, 99).toFixed(0),
+      // How many runs, not just the worst, missed the goal: with 50 runs p99 is the worst one.
+      withdraw_runs_over_1_5: wdr.filter((r) => r > 1.5).length,
       runs: RUNS,
       discarded,
     };

@@ -38,33 +38,47 @@ function ipvsEdit() {
   });
 }
 
-/** The journal as vipd streams it (`events --follow`): no polling load on vipd while it works. */
-const streamed = [];
-let wake = () => undefined;
-let pos = 0;
+/**
+ * The journal as vipd streams it (`events --follow`): no polling load on vipd while it works.
+ * The stream is open only while `j` waits, so vipd has no follower to feed during the
+ * withdraw runs (their timing must not carry the bench's own load).
+ */
+let since;
 async function journalGap(id) {
-  const deadline = Date.now() + 30_000;
-  let down;
-  while (Date.now() < deadline) {
-    for (; pos < streamed.length; pos++) {
-      const e = streamed[pos];
-      if (!down && e.kind === 'health' && e.message === `${id} down`) down = e;
-      else if (down && e.kind === 'ipvs' && e.message.startsWith('applied')) {
-        pos++;
-        return Date.parse(e.at) - Date.parse(down.at);
+  const events = [];
+  let wake = () => undefined;
+  const stop = new AbortController();
+  const streaming = follow(statusSocket, 'events', { since, limit: 1000, follow: true }, (e) => {
+    events.push(e);
+    since = e.seq;
+    wake();
+  }, stop.signal);
+  let failed;
+  streaming.catch((e) => (failed = e));
+  try {
+    const deadline = Date.now() + 30_000;
+    let down;
+    let pos = 0;
+    while (Date.now() < deadline) {
+      if (failed) throw failed;
+      for (; pos < events.length; pos++) {
+        const e = events[pos];
+        if (!down && e.kind === 'health' && e.message === `${id} down`) down = e;
+        else if (down && e.kind === 'ipvs' && e.message.startsWith('applied')) return Date.parse(e.at) - Date.parse(down.at);
       }
+      await new Promise((r) => {
+        wake = r;
+        setTimeout(r, 1000);
+      });
     }
-    await new Promise((r) => {
-      wake = r;
-      setTimeout(r, 1000);
-    });
+    throw new Error(`no health transition and IPVS batch for ${id} in the journal`);
+  } finally {
+    stop.abort();
   }
-  throw new Error(`no health transition and IPVS batch for ${id} in the journal`);
 }
 
 // Only transitions from now on count.
 // Started beside a vipd that may not serve its socket yet.
-let since;
 for (let tries = 0; since === undefined; tries++) {
   try {
     since = (await request(statusSocket, 'events', { limit: 1 })).at(-1)?.seq ?? 0;
@@ -73,13 +87,6 @@ for (let tries = 0; since === undefined; tries++) {
     await new Promise((r) => setTimeout(r, 1000));
   }
 }
-void follow(statusSocket, 'events', { since, limit: 1, follow: true }, (e) => {
-  streamed.push(e);
-  wake();
-}).catch((e) => {
-  process.stderr.write(`guest: journal stream: ${e.message}\n`);
-  process.exit(1);
-});
 const s = connect({ host: helper, port: 9000 });
 s.setNoDelay(true);
 s.on('connect', () => process.stderr.write(`guest: connected to ${helper}:9000\n`));

@@ -6,8 +6,9 @@
 //   check (the VIP's checks use fall 1).
 // - TCP on ADDRESS:9000: the bench's guest process in the VM connects here; `send X` writes X to
 //   it, so the start of a bare operation is timed on the host clock, too.
-// - CONTROL_SOCKET (unix, lines): `fail`, `heal`, `first` (time of the first 503), `send X`
-//   (replies `T GUESTREPLY` once the guest answered). Times: ms since the epoch, sub-ms.
+// - CONTROL_SOCKET (unix, lines): `fail`, `heal`, `first` (time of the first 503, answered once
+//   it is sent), `send X` (replies `T GUESTREPLY` once the guest answered). Times: ms since the
+//   epoch, sub-ms.
 import { createServer as http } from 'node:http';
 import { createServer as tcp } from 'node:net';
 import { rmSync } from 'node:fs';
@@ -19,10 +20,14 @@ let firstFail = 0;
 let guest;
 let guestBuf = '';
 const guestWaiters = [];
+const failWaiters = [];
 
 http((req, res) => {
   if (failing) {
-    if (!firstFail) firstFail = now();
+    if (!firstFail) {
+      firstFail = now();
+      for (const w of failWaiters.splice(0)) w(firstFail);
+    }
     res.writeHead(503).end();
   } else res.writeHead(200).end('ok');
 }).listen(80, address);
@@ -60,7 +65,7 @@ tcp((c) => {
         failing = false;
         c.write('ok\n');
       } else if (cmd === 'first') {
-        c.write(`${firstFail}\n`);
+        c.write(`${firstFail || (await new Promise((r) => failWaiters.push(r)))}\n`);
       } else if (cmd === 'guest') {
         c.write(`${guest ? 'yes' : 'no'}\n`);
       } else if (cmd === 'send') {
