@@ -194,6 +194,7 @@ async function main(): Promise<void> {
       // takes host CPU from the VM, and the bare withdraw below is polled only while it runs.
       await hw.cmd('fail');
       const deciding = Number(await hw.cmd('first'));
+      if (!deciding) throw new Error(`no 503 from ${RS_W} within 20 s of its failure`);
       // Gone already: a check that timed out (a starved VM) decided before any 503.
       const early = !(await b.has(`${VIP_W}/32`));
       const gone = await seen(b, `${VIP_W}/32`, false);

@@ -44,37 +44,23 @@ function ipvsEdit() {
  * withdraw runs (their timing must not carry the bench's own load).
  */
 let since;
-async function journalGap(id) {
-  const events = [];
-  let wake = () => undefined;
-  const stop = new AbortController();
-  const streaming = follow(statusSocket, 'events', { since, limit: 1000, follow: true }, (e) => {
-    events.push(e);
-    since = e.seq;
-    wake();
-  }, stop.signal);
-  let failed;
-  streaming.catch((e) => (failed = e));
-  try {
-    const deadline = Date.now() + 30_000;
+function journalGap(id) {
+  return new Promise((resolve, reject) => {
+    const stop = new AbortController();
+    const end = (err, gap) => {
+      clearTimeout(deadline);
+      stop.abort();
+      if (err) reject(err);
+      else resolve(gap);
+    };
+    const deadline = setTimeout(() => end(new Error(`no health transition and IPVS batch for ${id} in the journal`)), 30_000);
     let down;
-    let pos = 0;
-    while (Date.now() < deadline) {
-      if (failed) throw failed;
-      for (; pos < events.length; pos++) {
-        const e = events[pos];
-        if (!down && e.kind === 'health' && e.message === `${id} down`) down = e;
-        else if (down && e.kind === 'ipvs' && e.message.startsWith('applied')) return Date.parse(e.at) - Date.parse(down.at);
-      }
-      await new Promise((r) => {
-        wake = r;
-        setTimeout(r, 1000);
-      });
-    }
-    throw new Error(`no health transition and IPVS batch for ${id} in the journal`);
-  } finally {
-    stop.abort();
-  }
+    follow(statusSocket, 'events', { since, limit: 1000, follow: true }, (e) => {
+      since = e.seq;
+      if (!down && e.kind === 'health' && e.message === `${id} down`) down = e;
+      else if (down && e.kind === 'ipvs' && e.message.startsWith('applied')) end(undefined, Date.parse(e.at) - Date.parse(down.at));
+    }, stop.signal).catch(end);
+  });
 }
 
 // Only transitions from now on count.

@@ -7,8 +7,8 @@
 // - TCP on ADDRESS:9000: the bench's guest process in the VM connects here; `send X` writes X to
 //   it, so the start of a bare operation is timed on the host clock, too.
 // - CONTROL_SOCKET (unix, lines): `fail`, `heal`, `first` (time of the first 503, answered once
-//   it is sent), `send X` (replies `T GUESTREPLY` once the guest answered). Times: ms since the
-//   epoch, sub-ms.
+//   it is sent, or 0 after 20 s without one), `send X` (replies `T GUESTREPLY` once the guest
+//   answered). Times: ms since the epoch, sub-ms.
 import { createServer as http } from 'node:http';
 import { createServer as tcp } from 'node:net';
 import { rmSync } from 'node:fs';
@@ -65,7 +65,12 @@ tcp((c) => {
         failing = false;
         c.write('ok\n');
       } else if (cmd === 'first') {
-        c.write(`${firstFail || (await new Promise((r) => failWaiters.push(r)))}\n`);
+        // 0 when no 503 went out in 20 s (the VM stopped checking): the bench gives up then.
+        const at = firstFail || (await new Promise((r) => {
+          const t = setTimeout(() => r(0), 20_000);
+          failWaiters.push((v) => (clearTimeout(t), r(v)));
+        }));
+        c.write(`${at}\n`);
       } else if (cmd === 'guest') {
         c.write(`${guest ? 'yes' : 'no'}\n`);
       } else if (cmd === 'send') {
