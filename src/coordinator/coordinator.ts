@@ -76,6 +76,8 @@ const STARTUP_GRACE_CAP_MS = 60_000;
  * them no more than this.
  */
 const WITHDRAW_HEAD_START_MS = 100;
+/** A batch timer firing later than this was held up by a stalled loop, not by ordinary timer jitter. */
+const STALL_MS = 10;
 
 export class Coordinator {
   private config: Config;
@@ -92,9 +94,12 @@ export class Coordinator {
   private synced = false;
   private stopped = false;
   private batchTimer?: NodeJS.Timeout;
-  /** When the first and the last event of the batch waiting for its pass came. */
+  /** When the first event of the batch waiting for its pass came. */
   private batchStart?: number;
-  private lastEvent = 0;
+  /** From when the quiet gap counts: the last event, or less than a gap before a stall ended. */
+  private quietSince = 0;
+  /** When the batch timer was set to fire. */
+  private batchTimerDue = 0;
   private leading?: NodeJS.Immediate;
   private retryTimer?: NodeJS.Timeout;
   private resyncTimer?: NodeJS.Timeout;
@@ -275,11 +280,16 @@ export class Coordinator {
   schedule(urgent = false): void {
     if (this.stopped || this.leading) return;
     const now = performance.now();
-    this.lastEvent = now;
+    this.quietSince = now;
     const start = (this.batchStart ??= now);
     const wait = urgent ? 0 : this.due(start) - now;
     if (wait <= 0) this.passAfterIo();
-    else this.batchTimer ??= setTimeout(() => this.batchTimerFired(start), wait);
+    else if (!this.batchTimer) this.armBatchTimer(start, wait);
+  }
+
+  private armBatchTimer(start: number, wait: number): void {
+    this.batchTimerDue = performance.now() + wait;
+    this.batchTimer = setTimeout(() => this.batchTimerFired(start), wait);
   }
 
   /**
@@ -297,15 +307,26 @@ export class Coordinator {
   /** When the pending batch's pass is due (performance.now() time). */
   private due(batchStart: number): number {
     const { batchDelay, batchQuiet } = this.config.coordinator;
-    return Math.min(batchStart + batchDelay, Math.max(this.lastEvent + batchQuiet, this.lastPass + batchDelay));
+    return Math.min(batchStart + batchDelay, Math.max(this.quietSince + batchQuiet, this.lastPass + batchDelay));
   }
 
-  /** The timer is armed once per batch, not per event: a later event moves the pass by re-arming here. */
+  /**
+   * The timer is armed once per batch, not per event: a later event moves the pass by re-arming
+   * here. A timer this late means the loop was held up (GC, a starved VM): the checks that fell
+   * due meanwhile have only just started, so they get as long as the stall was (a gap at most)
+   * to answer. The window still bounds the wait.
+   */
   private batchTimerFired(start: number): void {
     this.batchTimer = undefined;
-    const wait = this.due(start) - performance.now();
+    const now = performance.now();
+    const late = now - this.batchTimerDue;
+    if (late > STALL_MS) {
+      const { batchQuiet } = this.config.coordinator;
+      this.quietSince = Math.max(this.quietSince, now - batchQuiet + Math.min(late, batchQuiet));
+    }
+    const wait = this.due(start) - now;
     // Timers have 1 ms resolution: under half of one left is due now.
-    if (wait > 0.5) this.batchTimer = setTimeout(() => this.batchTimerFired(start), wait);
+    if (wait > 0.5) this.armBatchTimer(start, wait);
     else this.passAfterIo();
   }
 

@@ -204,6 +204,22 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     }
   });
 
+  it('keeps a result whose check fell due while the event loop was stalled in the pass of the burst it came in', async () => {
+    const before = ipvs.tables.length;
+    const passes = c.passes;
+    health.flip(ids[0]!, false);
+    // A check due 5 ms in, inside the 20 ms quiet gap. The stall holds it back past the gap, so it
+    // only starts in the turn the batch timer fires in, and answers a round trip (3 ms) later.
+    setTimeout(() => setTimeout(() => health.flip(ids[1]!, false), 3), 5);
+    const stallEnd = performance.now() + 60;
+    while (performance.now() < stallEnd);
+    await sleep(100);
+    await c.settle();
+    expect(c.passes - passes).toBe(1);
+    expect(ipvs.tables.length - before).toBe(1);
+    expect(weights(ipvs.tables.at(-1)!).slice(0, 2)).toEqual([0, 0]);
+  });
+
   it('runs a resync at once, so its tick never opens a window that a later burst straddles, and a tick inside a burst adds no pass', async () => {
     const t0 = performance.now();
     await c.reconfigure(config(true, { resyncInterval: '1s', batchDelay: '1500ms', batchQuiet: '300ms' }));
