@@ -179,38 +179,12 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(c.isAnnounced('198.51.100.10')).toBe(true);
   });
 
-  it('keeps a result that waited out a stalled event loop in the pass of the burst it came in', async () => {
-    const server = createServer((s) => s.destroy());
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    try {
-      const before = ipvs.tables.length;
-      const passes = c.passes;
-      health.flip(ids[0]!, false);
-      // The second result's socket is ready while the loop is stalled past the quiet gap: the
-      // batch timer and the socket callback are both due in the turn after the stall.
-      const sock = connect((server.address() as AddressInfo).port, '127.0.0.1', () => {
-        health.flip(ids[1]!, false);
-        sock.destroy();
-      });
-      const stallEnd = performance.now() + 60;
-      while (performance.now() < stallEnd);
-      await sleep(100);
-      await c.settle();
-      expect(c.passes - passes).toBe(1);
-      expect(ipvs.tables.length - before).toBe(1);
-      expect(weights(ipvs.tables.at(-1)!).slice(0, 2)).toEqual([0, 0]);
-    } finally {
-      server.close();
-    }
-  });
-
-  it('keeps a result whose check fell due while the event loop was stalled in the pass of the burst it came in', async () => {
+  /** Flips the first target, lets `second` arrange the second flip, stalls the loop 60 ms (past the 20 ms gap): one pass must carry both. */
+  async function expectOnePassAcrossStall(second: () => void): Promise<void> {
     const before = ipvs.tables.length;
     const passes = c.passes;
     health.flip(ids[0]!, false);
-    // A check due 5 ms in, inside the 20 ms quiet gap. The stall holds it back past the gap, so it
-    // only starts in the turn the batch timer fires in, and answers a round trip (3 ms) later.
-    setTimeout(() => setTimeout(() => health.flip(ids[1]!, false), 3), 5);
+    second();
     const stallEnd = performance.now() + 60;
     while (performance.now() < stallEnd);
     await sleep(100);
@@ -218,6 +192,29 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(c.passes - passes).toBe(1);
     expect(ipvs.tables.length - before).toBe(1);
     expect(weights(ipvs.tables.at(-1)!).slice(0, 2)).toEqual([0, 0]);
+  }
+
+  it('keeps a result that waited out a stalled event loop in the pass of the burst it came in', async () => {
+    const server = createServer((s) => s.destroy());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      // The second result's socket is ready while the loop is stalled past the quiet gap: the
+      // batch timer and the socket callback are both due in the turn after the stall.
+      await expectOnePassAcrossStall(() => {
+        const sock = connect((server.address() as AddressInfo).port, '127.0.0.1', () => {
+          health.flip(ids[1]!, false);
+          sock.destroy();
+        });
+      });
+    } finally {
+      server.close();
+    }
+  });
+
+  it('keeps a result whose check fell due while the event loop was stalled in the pass of the burst it came in', async () => {
+    // A check due 5 ms in, inside the 20 ms quiet gap. The stall holds it back past the gap, so it
+    // only starts in the turn the batch timer fires in, and answers a round trip (3 ms) later.
+    await expectOnePassAcrossStall(() => setTimeout(() => setTimeout(() => health.flip(ids[1]!, false), 3), 5));
   });
 
   it('runs a resync at once, so its tick never opens a window that a later burst straddles, and a tick inside a burst adds no pass', async () => {
