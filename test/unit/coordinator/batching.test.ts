@@ -179,13 +179,13 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(c.isAnnounced('198.51.100.10')).toBe(true);
   });
 
-  /** Flips the first target, lets `second` arrange the second flip, stalls the loop 60 ms (past the 20 ms gap): one pass must carry both. */
-  async function expectOnePassAcrossStall(second: () => void): Promise<void> {
+  /** Flips the first target, lets `second` arrange the second flip, stalls the loop `ms` (past the 20 ms gap): one pass must carry both. */
+  async function expectOnePassAcrossStall(ms: number, second: () => void): Promise<void> {
     const before = ipvs.tables.length;
     const passes = c.passes;
     health.flip(ids[0]!, false);
     second();
-    const stallEnd = performance.now() + 60;
+    const stallEnd = performance.now() + ms;
     while (performance.now() < stallEnd);
     await sleep(100);
     await c.settle();
@@ -199,8 +199,9 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
       // The second result's socket is ready while the loop is stalled past the quiet gap: the
-      // batch timer and the socket callback are both due in the turn after the stall.
-      await expectOnePassAcrossStall(() => {
+      // batch timer and the socket callback are both due in the turn after the stall. The timer
+      // is only ~5 ms late, too little to count as a stall, so the pass itself must wait for I/O.
+      await expectOnePassAcrossStall(25, () => {
         const sock = connect((server.address() as AddressInfo).port, '127.0.0.1', () => {
           health.flip(ids[1]!, false);
           sock.destroy();
@@ -214,7 +215,7 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
   it('keeps a result whose check fell due while the event loop was stalled in the pass of the burst it came in', async () => {
     // A check due 5 ms in, inside the 20 ms quiet gap. The stall holds it back past the gap, so it
     // only starts in the turn the batch timer fires in, and answers a round trip (3 ms) later.
-    await expectOnePassAcrossStall(() => setTimeout(() => setTimeout(() => health.flip(ids[1]!, false), 3), 5));
+    await expectOnePassAcrossStall(60, () => setTimeout(() => setTimeout(() => health.flip(ids[1]!, false), 3), 5));
   });
 
   it('runs a resync at once, so its tick never opens a window that a later burst straddles, and a tick inside a burst adds no pass', async () => {
