@@ -282,7 +282,7 @@ async function main(): Promise<void> {
       h.close();
       await h.daemon.stop('SIGKILL');
     }
-    await d.cleanup();
+    await d.cleanup({ diagnostics: !line });
   }
   process.stdout.write(`${line}\n`);
 }

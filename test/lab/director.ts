@@ -20,6 +20,17 @@ export const BGP_SECTION = `bgp:
   withdrawDelay: 1s
   peers: [{ address: ${ROUTER_IP}, asn: 64512, connectRetry: 5s, holdTime: 9s, keepalive: 3s }]`;
 
+/** A vitest suite or test as an `afterAll` hook gets it (its second argument). */
+interface TaskLike {
+  result?: { state?: string };
+  tasks?: readonly TaskLike[];
+}
+
+/** Whether anything in the suite failed, its `beforeAll` included: a passing run prints no diagnostics. */
+export function failedIn(t: TaskLike): boolean {
+  return t.result?.state === 'fail' || (t.tasks ?? []).some(failedIn);
+}
+
 /** Polls fn until it returns something other than undefined/false. */
 export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 200): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -162,11 +173,13 @@ ${opts.birdExtra ?? ''}`,
     this.servers.delete(ip);
   }
 
-  /** Prints BIRD's and vipd's view (for failures), shuts the VM down, removes the lab. */
-  async cleanup(): Promise<void> {
-    console.info(await this.bird.cli('show protocols all director').catch(String), await this.bird.cli('show route all').catch(String));
-    const log = await this.vm.exec('grep -v debug /tmp/vipd.log | tail -n 60').catch(() => undefined);
-    if (log?.stdout) console.info(log.stdout);
+  /** Shuts the VM down and removes the lab; after a failure (`diagnostics`) prints BIRD's and vipd's view first. */
+  async cleanup({ diagnostics }: { diagnostics: boolean }): Promise<void> {
+    if (diagnostics) {
+      console.info(await this.bird.cli('show protocols all director').catch(String), await this.bird.cli('show route all').catch(String));
+      const log = await this.vm.exec('grep -v debug /tmp/vipd.log | tail -n 60').catch(() => undefined);
+      if (log?.stdout) console.info(log.stdout);
+    }
     await this.vm.shutdown();
     await this.lab.cleanup();
   }

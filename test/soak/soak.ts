@@ -54,6 +54,7 @@ function slope(xs: readonly number[], ys: readonly number[]): number {
 
 async function main(): Promise<{ line: string; ok: boolean }> {
   const d = await DirectorLab.create({ config: config(100) });
+  let passed = false;
   try {
     await d.startVipd();
     await until('route in BIRD', () => d.hasRoute(`${VIP}/32`), 180_000, 500);
@@ -122,9 +123,10 @@ async function main(): Promise<{ line: string; ok: boolean }> {
       `SOAK minutes=${MINUTES} samples=${samples.length} flaps=${counts.flaps} reloads=${counts.reloads} drains=${counts.drains} statuses=${counts.statuses} slow_calls=${counts.slowCalls} ` +
         `rss_first_kb=${samples[0]?.rssKb} rss_last_kb=${samples.at(-1)?.rssKb} rss_peak_first_half_kb=${peak(first, 'rssKb')} rss_peak_second_half_kb=${peak(second, 'rssKb')} ` +
       `rss_growth_kb=${rssGrowthKb} rss_slope_kb_per_hour=${rssSlopeKbPerHour} fds_peak_first_half=${peak(first, 'fds')} fds_peak_second_half=${peak(second, 'fds')} serving=${serving} ok=${ok}`;
+    passed = ok;
     return { line, ok };
   } finally {
-    await d.cleanup();
+    await d.cleanup({ diagnostics: !passed });
   }
 }
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PeerView, PlanReport, ServiceView, StatusReport } from '../../../src/coordinator/api.js';
 import type { JournalEvent } from '../../../src/coordinator/journal.js';
-import { BGP_SECTION, DirectorLab, until } from '../../lab/director.js';
+import { BGP_SECTION, DirectorLab, failedIn, until } from '../../lab/director.js';
 import { REPO_ROOT } from '../../lab/vm.js';
 
 const VIP = '198.51.100.20';
@@ -77,8 +77,8 @@ describe('vipctl against a running vipd (VM with IPVS, BIRD, realservers)', () =
     await until('a failed realserver', async () => (await weights())['203.0.113.12'] === 0, 20_000);
   }, 600_000);
 
-  afterAll(async () => {
-    await d?.cleanup();
+  afterAll(async ({}, suite) => {
+    await d?.cleanup({ diagnostics: failedIn(suite) });
   }, 300_000);
 
   it('opens the status socket with mode 0660 and the configured group, metrics on loopback only', async () => {

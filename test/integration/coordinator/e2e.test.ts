@@ -3,7 +3,7 @@
  * HTTP realservers in namespaces on one bridge. Health drives IPVS weights and the route.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BGP_SECTION, DirectorLab, REALSERVERS, until } from '../../lab/director.js';
+import { BGP_SECTION, DirectorLab, failedIn, REALSERVERS, until } from '../../lab/director.js';
 import { REPO_ROOT } from '../../lab/vm.js';
 
 const VIP = '198.51.100.10';
@@ -93,8 +93,8 @@ describe('vipd end to end (VM with IPVS, BIRD, realservers)', () => {
     await d.startVipd();
   }, 240_000);
 
-  afterAll(async () => {
-    await d?.cleanup();
+  afterAll(async ({}, suite) => {
+    await d?.cleanup({ diagnostics: failedIn(suite) });
   }, 300_000);
 
   it('programs IPVS and announces the VIP once the realservers are healthy', async () => {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startBird } from '../../lab/bird.js';
-import { DirectorLab, DIRECTOR_IP, ROUTER_CONNECT_RETRY_S, ROUTER_IP, until } from '../../lab/director.js';
+import { DirectorLab, DIRECTOR_IP, failedIn, ROUTER_CONNECT_RETRY_S, ROUTER_IP, until } from '../../lab/director.js';
 import { REPO_ROOT } from '../../lab/vm.js';
 
 const VIP = '198.51.100.10';
@@ -148,8 +148,8 @@ describe('faults and hostile input (VM with IPVS, BIRD, realservers)', () => {
     await until('route in BIRD', route, 150_000, 500);
   }, 300_000);
 
-  afterAll(async () => {
-    await d?.cleanup();
+  afterAll(async ({}, suite) => {
+    await d?.cleanup({ diagnostics: failedIn(suite) });
   });
 
   // Each fault starts from a steady director, whatever the previous one left behind.
