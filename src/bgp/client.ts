@@ -7,7 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Destination, Family, GlobalMsg, PathMsg, PeerEvent, PeerInfo, PeerMsg } from './messages.js';
-import { createStub, type GobgpStub, type Unary } from './proto.js';
+import { createStub, encodePaths, type EncodedPaths, type GobgpStub, type Unary } from './proto.js';
 
 export class GobgpError extends Error {
   constructor(
@@ -47,13 +47,15 @@ export interface PeerWatch {
 }
 
 export interface PathStream {
-  write(paths: readonly PathMsg[]): void;
+  /** Paths, or a request encoded ahead (`GobgpClient.encode`), which is sent as it is. */
+  write(paths: readonly PathMsg[] | EncodedPaths): void;
   end(): Promise<void>;
 }
 
 export class GobgpClient {
   private readonly stub: GobgpStub;
   private readonly deadlineMs: number;
+  private readonly protoDir: string | undefined;
   /** The AddPathStream the next addPathStream() hands out. */
   private spare?: OpenPathStream;
   private closed = false;
@@ -64,6 +66,12 @@ export class GobgpClient {
   ) {
     this.stub = opts.stub ?? createStub(socketPath, opts.protoDir);
     this.deadlineMs = opts.deadlineMs ?? 10_000;
+    this.protoDir = opts.protoDir;
+  }
+
+  /** An AddPathStream request of `paths`, encoded now for a write later. */
+  encode(paths: readonly PathMsg[]): EncodedPaths {
+    return encodePaths(paths, this.protoDir);
   }
 
   private opts(deadlineMs = this.deadlineMs): grpc.CallOptions {
@@ -164,6 +172,10 @@ export class GobgpClient {
     const s: OpenPathStream = {
       failed: false,
       write: (paths) => {
+        if (Buffer.isBuffer(paths)) {
+          call.write(paths);
+          return;
+        }
         for (let i = 0; i < paths.length; i += STREAM_BATCH) call.write({ table_type: 'GLOBAL', paths: paths.slice(i, i + STREAM_BATCH) });
       },
       end: () => {

@@ -19,6 +19,18 @@ export type Unary<Req, Res> = (req: Req, meta: grpc.Metadata, opts: grpc.CallOpt
 type ServerStream<Req, Res> = (req: Req, opts: grpc.CallOptions) => grpc.ClientReadableStream<Res>;
 type ClientStream<Req, Res> = (meta: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<Res>) => grpc.ClientWritableStream<Req>;
 type Empty = Record<string, never>;
+type PathRequest = { table_type: 'GLOBAL'; paths: PathMsg[] };
+
+/**
+ * An AddPathStream request encoded ahead of its write (`encodePaths`). Encoded requests joined
+ * (`joinEncoded`) are one request carrying all their paths: protobuf merges concatenated
+ * messages, appending repeated fields.
+ */
+export type EncodedPaths = Buffer & { readonly encodedPaths: true };
+
+export function joinEncoded(parts: readonly EncodedPaths[]): EncodedPaths {
+  return Buffer.concat(parts) as EncodedPaths;
+}
 
 /** The GobgpApi methods vipd calls, with vipd's message types. */
 export interface GobgpStub {
@@ -28,7 +40,7 @@ export interface GobgpStub {
   DeletePeer: Unary<{ address: string }, Empty>;
   ListPeer: ServerStream<{ address: string; enableAdvertised: boolean }, { peer: PeerInfo | null }>;
   AddPath: Unary<{ table_type: 'GLOBAL'; path: PathMsg }, { uuid: Buffer }>;
-  AddPathStream: ClientStream<{ table_type: 'GLOBAL'; paths: PathMsg[] }, Empty>;
+  AddPathStream: ClientStream<PathRequest | EncodedPaths, Empty>;
   DeletePath: Unary<{ table_type: 'GLOBAL'; family: Family; path: PathMsg }, Empty>;
   ListPath: ServerStream<{ table_type: 'GLOBAL'; family: Family }, { destination: Destination | null }>;
   WatchEvent: ServerStream<{ peer: Empty }, { peer?: PeerEvent | null; event?: string }>;
@@ -37,10 +49,23 @@ export interface GobgpStub {
 
 const METHODS: readonly Exclude<keyof GobgpStub, 'close'>[] = ['GetBgp', 'StartBgp', 'AddPeer', 'DeletePeer', 'ListPeer', 'AddPath', 'AddPathStream', 'DeletePath', 'ListPath', 'WatchEvent'];
 
-const loaded = new Map<string, grpc.ServiceClientConstructor>();
+interface Loaded {
+  ctor: grpc.ServiceClientConstructor;
+  encode: (req: PathRequest) => Buffer;
+}
+const loaded = new Map<string, Loaded>();
 
 /** Loads (once per directory) the GobgpApi service; throws naming the directory when the protos are missing. */
 export function loadGobgpService(dir: string = protoDir()): grpc.ServiceClientConstructor {
+  return load(dir).ctor;
+}
+
+/** Encodes an AddPathStream request for a later write (the same bytes the stream would send). */
+export function encodePaths(paths: readonly PathMsg[], dir: string = protoDir()): EncodedPaths {
+  return load(dir).encode({ table_type: 'GLOBAL', paths: [...paths] }) as EncodedPaths;
+}
+
+function load(dir: string): Loaded {
   const hit = loaded.get(dir);
   if (hit) return hit;
   const files = ['gobgp.proto', 'attribute.proto', 'capability.proto'];
@@ -50,14 +75,21 @@ export function loadGobgpService(dir: string = protoDir()): grpc.ServiceClientCo
   }
   // attribute.proto imports "gobgp.proto", so the api folder itself is the include dir.
   const def = protoLoader.loadSync(files, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, json: true, includeDirs: [dir] });
+  // AddPathStream also takes a request encoded ahead, as is: the stub captures the serializer
+  // when it is made, so it is wrapped here, before.
+  const stream = (def['apipb.GobgpApi'] as protoLoader.ServiceDefinition | undefined)?.AddPathStream;
+  if (!stream) throw new Error(`${dir}: no apipb.GobgpApi service in the protos (is this gobgp v3?)`);
+  const encode = stream.requestSerialize as (req: PathRequest) => Buffer;
+  stream.requestSerialize = (req: object) => (Buffer.isBuffer(req) ? req : encode(req as PathRequest));
   const pkg = grpc.loadPackageDefinition(def) as { apipb?: { GobgpApi?: grpc.ServiceClientConstructor } };
-  const ctor = pkg.apipb?.GobgpApi;
-  if (!ctor) throw new Error(`${dir}: no apipb.GobgpApi service in the protos (is this gobgp v3?)`);
+  // Present: its definition was found above.
+  const ctor = pkg.apipb?.GobgpApi as grpc.ServiceClientConstructor;
   for (const m of METHODS) {
     if (!(m in ctor.service)) throw new Error(`${dir}: GobgpApi has no ${m} (is this gobgp v3?)`);
   }
-  loaded.set(dir, ctor);
-  return ctor;
+  const l = { ctor, encode };
+  loaded.set(dir, l);
+  return l;
 }
 
 /** A stub talking to gobgpd's unix socket; reconnects fast so a restarted gobgpd is seen at once. */

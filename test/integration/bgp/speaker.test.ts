@@ -9,6 +9,7 @@ import { validateConfig } from '../../../src/config/load.js';
 import type { BgpConfig } from '../../../src/config/schema.js';
 import { GobgpClient } from '../../../src/bgp/client.js';
 import { FAMILY_IPV4, FAMILY_IPV6 } from '../../../src/bgp/messages.js';
+import { joinEncoded } from '../../../src/bgp/proto.js';
 import { planRoutes, toPathMsg } from '../../../src/bgp/routes.js';
 import { BgpConfigError, BgpSpeaker, type PeerStatus } from '../../../src/bgp/speaker.js';
 import type { SessionState } from '../../../src/bgp/messages.js';
@@ -118,9 +119,12 @@ describe('BGP speaker against BIRD', () => {
     expect(back.asPath).toEqual([64513]);
   });
 
-  it('withdraws a VIP left out of the desired routes, and only that one', async () => {
+  it('withdraws a VIP left out of the desired routes, and only that one, with its withdrawal encoded ahead', async () => {
+    // Routes quiet for over a second: their withdrawals are encoded by now.
+    await sleep(1500);
     const changes = await speaker.setRoutes([{ vip: b, state: 'up' }]);
     expect(changes).toMatchObject({ announced: [], updated: [], withdrawn: ['198.51.100.10/32'] });
+    expect(entries.findLast((e) => e.msg === 'routes changed')?.fields).toMatchObject({ withdrawn: 1, withdrawnEncodedAhead: 1 });
     await waitFor('198.51.100.10 gone from BIRD', async () => (await route('198.51.100.10/32')) === undefined);
     expect(await route('198.51.100.11/32', 'd4')).toBeDefined();
     expect(await speaker.setRoutes([{ vip: b, state: 'up' }])).toMatchObject({ announced: [], updated: [], withdrawn: [] });
@@ -208,6 +212,25 @@ describe('BGP speaker against BIRD', () => {
       const v6 = (await client.listPath(FAMILY_IPV6)).map((d) => d.prefix);
       expect(v4).toEqual(['198.51.100.11/32']);
       expect(v6).toEqual(['2001:db8:100::10/128']);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('withdraws, in one write, requests encoded ahead and joined (how the speaker withdraws its announced routes)', async () => {
+    const client = new GobgpClient(speaker.socketPath);
+    try {
+      const routes = planRoutes([{ vip: vip('198.51.100.96'), state: 'up' }, { vip: vip('198.51.100.97'), state: 'up' }], cfg).routes.values();
+      const paths = [...routes].map((r) => toPathMsg(r, cfg.asn));
+      for (const p of paths) await client.addPath(p);
+      await waitFor('both in BIRD', async () => (await route('198.51.100.96/32', 'd4')) && route('198.51.100.97/32', 'd4'));
+      const st = client.addPathStream();
+      st.write(joinEncoded(paths.map((p) => client.encode([{ ...p, is_withdraw: true }]))));
+      await st.end();
+      await waitFor('both gone', async () => (await route('198.51.100.96/32')) === undefined && (await route('198.51.100.97/32')) === undefined);
+      const left = (await client.listPath(FAMILY_IPV4)).map((d) => d.prefix);
+      expect(left).not.toContain('198.51.100.96/32');
+      expect(left).not.toContain('198.51.100.97/32');
     } finally {
       client.close();
     }

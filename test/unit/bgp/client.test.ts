@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { GobgpClient } from '../../../src/bgp/client.js';
-import type { PathMsg } from '../../../src/bgp/messages.js';
+import { TYPE, type PathMsg } from '../../../src/bgp/messages.js';
 import type { GobgpStub } from '../../../src/bgp/proto.js';
 
 /** One AddPathStream call as the stub saw it. */
@@ -62,6 +62,15 @@ describe('GobgpClient.addPathStream', () => {
     expect(calls).toHaveLength(2);
     b.write([path]);
     expect(calls[1]!.written).toHaveLength(1);
+    c.close();
+  });
+
+  it('writes a request encoded ahead as it is', () => {
+    const { stub, calls } = fakeStub();
+    const c = new GobgpClient('/nonexistent', { stub });
+    const encoded = c.encode([{ ...path, nlri: { '@type': TYPE.prefix, prefix: '198.51.100.1', prefix_len: 32 }, pattrs: [], is_withdraw: true }]);
+    c.addPathStream().write(encoded);
+    expect(calls[0]!.written).toEqual([encoded]);
     c.close();
   });
 
