@@ -124,7 +124,7 @@ describe('BGP speaker against BIRD', () => {
     await sleep(1500);
     const changes = await speaker.setRoutes([{ vip: b, state: 'up' }]);
     expect(changes).toMatchObject({ announced: [], updated: [], withdrawn: ['198.51.100.10/32'] });
-    expect(entries.findLast((e) => e.msg === 'routes changed')?.fields).toMatchObject({ withdrawn: 1, withdrawnEncodedAhead: 1 });
+    expect(entries.filter((e) => e.msg === 'routes changed').at(-1)?.fields).toMatchObject({ withdrawn: 1, withdrawnEncodedAhead: 1 });
     await waitFor('198.51.100.10 gone from BIRD', async () => (await route('198.51.100.10/32')) === undefined);
     expect(await route('198.51.100.11/32', 'd4')).toBeDefined();
     expect(await speaker.setRoutes([{ vip: b, state: 'up' }])).toMatchObject({ announced: [], updated: [], withdrawn: [] });
