@@ -119,6 +119,8 @@ export class BgpSpeaker extends EventEmitter<Events> {
    * gobgpd matches a withdrawal by its NLRI, so an update keeps its route's.
    */
   private readonly withdrawals = new Map<string, EncodedPaths>();
+  /** Announced routes whose withdrawal is not encoded yet: a change costs what it added, not a scan of every route. */
+  private readonly unencoded = new Set<string>();
   private encodeTimer?: NodeJS.Timeout;
   /** The client of a gobgpd that is started and configured; undefined while down. */
   private live?: GobgpClient;
@@ -230,6 +232,7 @@ export class BgpSpeaker extends EventEmitter<Events> {
     this.live = undefined;
     this.announced.clear();
     this.withdrawals.clear();
+    this.unencoded.clear();
     this.inGobgpd.clear();
     const g = await client.getBgp();
     // StartBgp is not idempotent (it rebuilds the RIB): only on a gobgpd that has not started BGP.
@@ -353,44 +356,46 @@ export class BgpSpeaker extends EventEmitter<Events> {
         await (stream as PathStream).end();
       } catch (e) {
         // Unknown how much got through: forget the added ones (re-sent next time), keep withdrawals pending.
-        for (const r of [...d.announce, ...d.update]) {
-          this.announced.delete(r.key);
-          this.withdrawals.delete(r.key);
-        }
+        for (const r of [...d.announce, ...d.update]) this.forget(r.key);
         if (this.live !== client) return { ...NO_CHANGES, rejected, deferred: true };
         throw e;
       }
       this.log.info('routes changed', { announced: d.announce.length, updated: d.update.length, withdrawn: d.withdraw.length, withdrawnEncodedAhead: early.length, total: routes.size });
     }
     for (const r of [...d.announce, ...d.update]) this.announced.set(r.key, r);
-    for (const r of d.withdraw) {
-      this.announced.delete(r.key);
-      this.withdrawals.delete(r.key);
-    }
+    for (const r of d.announce) this.unencoded.add(r.key);
+    for (const r of d.withdraw) this.forget(r.key);
     if (d.announce.length + d.update.length + d.withdraw.length) this.encodeWithdrawals(client);
     const keys = (rs: PlannedRoute[]): string[] => rs.map((r) => r.key);
     return { announced: keys(d.announce), updated: keys(d.update), withdrawn: keys(d.withdraw), rejected, deferred: false };
   }
 
-  /** After a change of routes: the withdrawals announced routes lack are encoded, a few at once, many once the routes are quiet. */
+  /** A route gobgpd no longer holds (or may not): neither announced nor to be withdrawn from ready bytes. */
+  private forget(key: string): void {
+    this.announced.delete(key);
+    this.withdrawals.delete(key);
+    this.unencoded.delete(key);
+  }
+
+  /** After a change of routes: the withdrawals not encoded yet are, a few at once, many once the routes are quiet. */
   private encodeWithdrawals(client: GobgpClient): void {
     clearTimeout(this.encodeTimer);
-    if (this.stopped) return;
-    const wait = this.announced.size - this.withdrawals.size <= ENCODE_CHUNK ? 0 : ENCODE_AFTER_MS;
-    this.encodeTimer = setTimeout(() => this.encodeChunk(client), wait);
+    if (this.stopped || this.unencoded.size === 0) return;
+    this.encodeTimer = setTimeout(() => this.encodeChunk(client), this.unencoded.size <= ENCODE_CHUNK ? 0 : ENCODE_AFTER_MS);
   }
 
   private encodeChunk(client: GobgpClient): void {
     this.encodeTimer = undefined;
     if (this.stopped || this.live !== client) return;
     let n = 0;
-    for (const [key, r] of this.announced) {
-      if (this.withdrawals.has(key)) continue;
+    for (const key of this.unencoded) {
       if (n++ === ENCODE_CHUNK) {
         this.encodeTimer = setTimeout(() => this.encodeChunk(client), 0);
         return;
       }
-      this.withdrawals.set(key, client.encode([toPathMsg(r, this.cfg.asn, true)]));
+      this.unencoded.delete(key);
+      const r = this.announced.get(key);
+      if (r) this.withdrawals.set(key, client.encode([toPathMsg(r, this.cfg.asn, true)]));
     }
   }
 
