@@ -5,9 +5,12 @@
  *    bare stub on the same gobgpd in the same run: the median of per-round ratios, each round
  *    timing both back to back (alternating who goes first), so that load drift cancels out;
  *  - withdraw_p50_ms / withdraw_p99_ms: from setRoutes() without one VIP (of 10,000) to the
- *    prefix leaving BIRD's table, over 200 withdrawals.
+ *    prefix leaving BIRD's table, over 200 withdrawals;
+ *  - withdraw_now_p50_ms / withdraw_now_p99_ms: the same from withdrawNow() of that VIP (the
+ *    coordinator's urgent path, followed by the setRoutes() without it), over 200 more,
+ *    alternating with the others once every withdrawal is encoded.
  * Run: node --import tsx bench/bgp/bench.ts   (root; needs gobgpd, bird2, the gobgp protos)
- * Last line: BENCH bgp announce_10k_s=... announce_ratio=... withdraw_p50_ms=... withdraw_p99_ms=...
+ * Last line: BENCH bgp announce_10k_s=... announce_ratio=... withdraw_p50_ms=... withdraw_p99_ms=... withdraw_now_p50_ms=...
  */
 import * as grpc from '@grpc/grpc-js';
 import { createStub } from '../../src/bgp/proto.js';
@@ -104,17 +107,22 @@ async function main(): Promise<void> {
     const intents = makeIntents();
     await speaker.setRoutes(intents);
     await until('10k routes', count(N));
+    // Their withdrawals are encoded once the routes have been quiet for 1 s (speaker.ts).
+    await sleep(2500);
     const lat: number[] = [];
-    for (let i = 0; i < WITHDRAWALS; i++) {
-      const gone = `${intents[i]?.vip.address}/128`;
+    const latNow: number[] = [];
+    for (let i = 0; i < 2 * WITHDRAWALS; i++) {
+      const address = intents[i]?.vip.address as string;
+      const urgent = i % 2 === 1;
       const t = performance.now();
+      if (urgent && !speaker.withdrawNow(address)) throw new Error(`withdrawNow(${address}) refused`);
       await speaker.setRoutes(intents.slice(i + 1));
-      while (await c.has(gone)) {
-        if (performance.now() - t > 10_000) throw new Error(`${gone} not withdrawn within 10 s`);
+      while (await c.has(`${address}/128`)) {
+        if (performance.now() - t > 10_000) throw new Error(`${address} not withdrawn within 10 s`);
       }
-      lat.push(performance.now() - t);
+      (urgent ? latNow : lat).push(performance.now() - t);
     }
-    say(`withdrawals: min ${Math.min(...lat).toFixed(1)} ms, max ${Math.max(...lat).toFixed(1)} ms`);
+    for (const [what, xs] of [['setRoutes', lat], ['withdrawNow', latNow]] as const) say(`withdrawals by ${what}: min ${Math.min(...xs).toFixed(1)} ms, max ${Math.max(...xs).toFixed(1)} ms`);
 
     const announce = median(vipd);
     const fields = {
@@ -122,6 +130,8 @@ async function main(): Promise<void> {
       announce_ratio: median(vipd.map((v, i) => v / (direct[i] as number))).toFixed(2),
       withdraw_p50_ms: percentile(lat, 50).toFixed(1),
       withdraw_p99_ms: percentile(lat, 99).toFixed(1),
+      withdraw_now_p50_ms: percentile(latNow, 50).toFixed(1),
+      withdraw_now_p99_ms: percentile(latNow, 99).toFixed(1),
     };
     await speaker.stop({ withdraw: false });
     speaker = undefined;

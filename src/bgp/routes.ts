@@ -142,6 +142,13 @@ function canonical(address: string, family: AddressFamily): string {
   return family === 'ipv6' && !address.includes('.') ? new SocketAddress({ address, family }).address : canonicalAddress(address);
 }
 
+/** The key of the route a VIP address is announced as (see PlannedRoute.key); undefined for no IP address. */
+export function routeKey(address: string): string | undefined {
+  const v = isIP(address);
+  if (v === 0 || address.includes('%')) return undefined;
+  return v === 6 ? `${canonical(address, 'ipv6')}/128` : `${canonical(address, 'ipv4')}/32`;
+}
+
 function planOne(vip: VipConfig, state: RouteIntent['state'], cfg: BgpConfig, ses: Sessions): Planned {
   const v = isIP(vip.address);
   if (v === 0 || vip.address.includes('%')) return { refused: 'not an IP address (without zone)' };

@@ -19,7 +19,7 @@ import type { GobgpClient, PathStream, PeerWatch } from './client.js';
 import type { PathMsg, PeerEvent, PeerInfo, SessionState } from './messages.js';
 import { diffPeers, globalMsg, needsRestart, peerKey, toPeerMsg, validateBgpConfig } from './peers.js';
 import { joinEncoded, type EncodedPaths } from './proto.js';
-import { diffRoutes, needsSending, planChunks, toPathMsg, type PlannedRoute, type RejectedRoute, type RouteIntent, type RouteMemo } from './routes.js';
+import { diffRoutes, needsSending, planChunks, routeKey, toPathMsg, type PlannedRoute, type RejectedRoute, type RouteIntent, type RouteMemo } from './routes.js';
 import { GobgpdSupervisor, type GobgpdLogEntry } from './supervisor.js';
 
 export type { SessionState } from './messages.js';
@@ -108,6 +108,10 @@ export class BgpSpeaker extends EventEmitter<Events> {
   private readonly log: Logger;
   /** Serialises every operation on gobgpd: planning and applying must not interleave. */
   private chain: Promise<unknown> = Promise.resolve();
+  /** Operations queued or running on `chain`. */
+  private ops = 0;
+  /** Routes withdrawn by withdrawNow() that no setRoutes() has reported yet. */
+  private withdrawnAtOnce: string[] = [];
   private intents: readonly RouteIntent[] = [];
   /** Per-VIP plans for the current config: a new one on every reconfigure. */
   private memo: RouteMemo = new WeakMap();
@@ -197,7 +201,8 @@ export class BgpSpeaker extends EventEmitter<Events> {
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const p = this.chain.then(fn);
+    this.ops++;
+    const p = this.chain.then(fn).finally(() => this.ops--);
     this.chain = p.catch(() => undefined);
     return p;
   }
@@ -298,8 +303,41 @@ export class BgpSpeaker extends EventEmitter<Events> {
       this.synced = true;
       const changes = await this.sync(this.live);
       if (this.live) await this.addPeers(this.live);
-      return changes;
+      return changes.deferred ? changes : { ...changes, withdrawn: [...this.withdrawnAtOnce.splice(0), ...changes.withdrawn] };
     });
+  }
+
+  /**
+   * Withdraws one VIP's route now, ahead of the setRoutes() without it that the caller makes
+   * next: its encoded withdrawal is written in this turn, before any planning. Only when nothing
+   * else is on its way to gobgpd (else the order of the two streams at gobgpd would be unknown)
+   * and the withdrawal is encoded; otherwise false, and setRoutes() withdraws it as usual.
+   * The next setRoutes() reports it withdrawn.
+   */
+  withdrawNow(address: string): boolean {
+    const key = routeKey(address);
+    const client = this.live;
+    if (this.stopped || this.ops > 0 || !client || key === undefined) return false;
+    const bytes = this.withdrawals.get(key);
+    const route = this.announced.get(key);
+    if (!bytes || !route) return false;
+    const stream = client.addPathStream();
+    stream.write(bytes);
+    const sent = stream.end();
+    this.forget(key);
+    this.withdrawnAtOnce.push(key);
+    void this.serial(() =>
+      sent.then(
+        () => this.log.info('route withdrawn at once', { route: key }),
+        (e: unknown) => {
+          // Unknown whether gobgpd took it: withdrawn again by the next sync, from the route.
+          this.withdrawnAtOnce = this.withdrawnAtOnce.filter((k) => k !== key);
+          if (this.live === client) this.announced.set(key, route);
+          this.log.error('urgent withdrawal failed; withdrawing with the next change', { route: key, error: (e as Error).message });
+        },
+      ),
+    );
+    return true;
   }
 
   /** Withdraws every route (the deliberate-stop path); later setRoutes() announce again. */

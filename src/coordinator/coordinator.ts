@@ -155,13 +155,18 @@ export class Coordinator {
       // A route to a VIP that just lost its last needed realserver blackholes traffic: its
       // withdrawal runs now, in this turn (the pass still carries everything batched so far),
       // and is handed to BGP before anything is journaled.
-      const urgent = !this.stopped && prev?.up === true && !e.up && this.takesVipDown(e.id);
+      const down = !this.stopped && prev?.up === true && !e.up ? this.vipTakenDown(e.id) : undefined;
+      const urgent = down !== undefined;
       // The first of a turn; more in the same turn (many VIPs losing a shared realserver) share
       // one pass right after it.
       if (urgent && !this.urgentTurn) {
         this.urgentTurn = setImmediate(() => (this.urgentTurn = undefined));
         if (note) this.notes.push({ ...note, at: e.at });
-        this.passNow();
+        // Its route's encoded withdrawal is written now, and the pass follows once this turn's
+        // I/O is done: http2 sends the bytes then, and a pass before it would hold them back. While
+        // BGP is busy, the pass runs now and its route set withdraws the VIP, in order.
+        if (this.d.bgp?.withdrawNow(down)) this.passAfterIo();
+        else this.passNow();
         return;
       }
       if (note) d.journal.append('health', note.message, { reason: note.reason });
@@ -337,15 +342,15 @@ export class Coordinator {
     this.pass();
   }
 
-  /** Whether the target's VIP, up now, is down with the current health (that VIP alone is derived). */
-  private takesVipDown(id: string): boolean {
+  /** The target's VIP (its address) if it is up now and down with the current health (that VIP alone is derived). */
+  private vipTakenDown(id: string): string | undefined {
     const d = this.derivation;
-    if (d?.config !== this.config) return false;
+    if (d?.config !== this.config) return undefined;
     // The changes so far are derived now, not again by the pass: a burst costs what it changes.
     const inp = this.inputs(d.config);
     this.derivation = refresh(d, inp, this.changes());
     const v = targetVip(this.derivation, inp, id);
-    return v !== undefined && isUp(v.was.state) && !isUp(v.now.state);
+    return v !== undefined && isUp(v.was.state) && !isUp(v.now.state) ? v.now.config.address : undefined;
   }
 
   /** Health, agent and link changes since the last look. */

@@ -130,6 +130,37 @@ describe('BGP speaker against BIRD', () => {
     expect(await speaker.setRoutes([{ vip: b, state: 'up' }])).toMatchObject({ announced: [], updated: [], withdrawn: [] });
   });
 
+  it('withdraws one VIP at once from its ready bytes, not while another change is on its way; the next setRoutes reports it', async () => {
+    const both = [
+      { vip: a, state: 'up' as const },
+      { vip: b, state: 'up' as const },
+    ];
+    await speaker.setRoutes(both);
+    await waitFor('198.51.100.10 back in BIRD', () => route('198.51.100.10/32', 'd4'));
+    // One route to encode: encoded right after the change.
+    await sleep(100);
+    const inFlight = speaker.setRoutes(both);
+    expect(speaker.withdrawNow('198.51.100.10')).toBe(false);
+    await inFlight;
+    expect(speaker.withdrawNow('198.51.100.99')).toBe(false);
+    const changed = entries.filter((e) => e.msg === 'routes changed').length;
+    expect(speaker.withdrawNow('198.51.100.10')).toBe(true);
+    // Gone without a setRoutes().
+    await waitFor('198.51.100.10 gone from BIRD', async () => (await route('198.51.100.10/32')) === undefined);
+    expect(await route('198.51.100.11/32', 'd4')).toBeDefined();
+    await waitFor('logged', async () => entries.some((e) => e.msg === 'route withdrawn at once' && e.fields?.route === '198.51.100.10/32'));
+    // The route set without it sends gobgpd nothing more, and reports the withdrawal once.
+    expect(await speaker.setRoutes([{ vip: b, state: 'up' }])).toMatchObject({ announced: [], updated: [], withdrawn: ['198.51.100.10/32'] });
+    expect(entries.filter((e) => e.msg === 'routes changed').length).toBe(changed);
+    expect(await speaker.setRoutes([{ vip: b, state: 'up' }])).toMatchObject({ withdrawn: [] });
+    const client = new GobgpClient(speaker.socketPath);
+    try {
+      expect((await client.listPath(FAMILY_IPV4)).map((d) => d.prefix)).not.toContain('198.51.100.10/32');
+    } finally {
+      client.close();
+    }
+  });
+
   it('announces an IPv6 VIP as /128 over the IPv6 session and over the IPv4 session that carries ipv6', async () => {
     await speaker.setRoutes([
       { vip: b, state: 'up' },

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { bgpSchema, vipSchema, type BgpConfig, type VipConfig } from '../../../src/config/schema.js';
 import { TYPE } from '../../../src/bgp/messages.js';
-import { diffRoutes, needsSending, planChunks, planRoutes, toPathMsg, type PlannedRoute, type RouteIntent } from '../../../src/bgp/routes.js';
+import { diffRoutes, needsSending, planChunks, planRoutes, routeKey, toPathMsg, type PlannedRoute, type RouteIntent } from '../../../src/bgp/routes.js';
 
 const cfg = (extra: Record<string, unknown> = {}): BgpConfig =>
   bgpSchema.parse({ asn: 64513, routerId: '192.0.2.10', peers: [{ address: '192.0.2.1', asn: 64512, families: ['ipv4', 'ipv6'] }], nextHop6: '2001:db8:0:1::10', ...extra });
@@ -121,6 +121,15 @@ describe('planChunks', () => {
     expect(seen).toEqual([['198.51.100.1/32', '198.51.100.2/32'], ['2001:db8:100::1/128'], ['198.51.100.3/32']]);
     expect(step.value).toEqual(planRoutes(intents, cfg()));
     expect(step.value.rejected).toEqual([{ address: '198.51.100.1', reason: '198.51.100.1/32 is listed twice' }]);
+  });
+});
+
+describe('routeKey', () => {
+  it("is the key of the VIP's planned route, under any spelling; undefined for no IP address", () => {
+    for (const a of ['198.51.100.10', '2001:DB8:100:0::0:10', '::ffff:198.51.100.10']) expect(routeKey(a)).toBe(only(up(vip(a))).key);
+    expect(routeKey('2001:DB8:100:0::0:10')).toBe('2001:db8:100::10/128');
+    expect(routeKey('not-an-ip')).toBeUndefined();
+    expect(routeKey('fe80::1%eth0')).toBeUndefined();
   });
 });
 

@@ -70,6 +70,8 @@ class FakeIpvs {
 
 class FakeBgp extends EventEmitter {
   readonly calls: RouteIntent[][] = [];
+  /** withdrawNow() and setRoutes() calls in order: `now <vip>` or `set <n intents>`. */
+  readonly order: string[] = [];
   /** Whether every peer session is up (see BgpSpeaker.withdrawalsDelivered). */
   delivered = true;
   withdrawalsDelivered(): boolean {
@@ -77,8 +79,15 @@ class FakeBgp extends EventEmitter {
   }
   /** While set, calls started from now on also wait for it (a gobgpd the test lets go). */
   hold?: Promise<void>;
+  /** What withdrawNow() answers (false: a busy speaker, the route set withdraws). */
+  takesNow = true;
+  withdrawNow(vip: string): boolean {
+    this.order.push(`now ${vip}`);
+    return this.takesNow;
+  }
   async setRoutes(i: RouteIntent[]): Promise<RouteChanges> {
     this.calls.push(i);
+    this.order.push(`set ${i.length}`);
     const hold = this.hold;
     await sleep(2);
     await hold;
@@ -263,16 +272,22 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     await sleep(300);
     await c.settle();
     expect(c.isAnnounced('198.51.100.10')).toBe(true);
-    const [calls, tables, seq] = [bgp.calls.length, ipvs.tables.length, journal.list().at(-1)!.seq];
+    // Verdicts that leave the VIP up withdraw nothing.
+    expect(bgp.order.filter((o) => o.startsWith('now'))).toEqual([]);
+    const [calls, tables, seq, order] = [bgp.calls.length, ipvs.tables.length, journal.list().at(-1)!.seq, bgp.order.length];
     let release = (): void => undefined;
     bgp.hold = new Promise((r) => (release = r));
     // A verdict from a second ago: the journal must say so, not when it wrote the entry.
     const t0 = Date.now() - 1000;
     health.emit('transition', { id: ids.at(-1)!, up: false, first: false, reason: 'connect ECONNREFUSED', pending: false, at: t0 });
-    // Synchronously: the route set without the VIP, nothing else yet.
-    expect(bgp.calls.slice(calls)).toEqual([[]]);
+    // Synchronously: the VIP's own withdrawal, nothing else yet.
+    expect(bgp.order.slice(order)).toEqual(['now 198.51.100.10']);
     expect(ipvs.tables.length).toBe(tables);
     expect(journal.list(seq)).toEqual([]);
+    // Once the turn's I/O is done: the route set without it.
+    await new Promise((r) => setImmediate(r));
+    expect(bgp.order.slice(order)).toEqual(['now 198.51.100.10', 'set 0']);
+    expect(bgp.calls.slice(calls)).toEqual([[]]);
     // Not while gobgpd works on the withdrawal: they would compete for the CPU.
     await sleep(20);
     expect(ipvs.tables.length).toBe(tables);
@@ -285,6 +300,18 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(events.slice(0, 2).map((e) => `${e.kind} ${e.message}`)).toEqual([`health ${ids.at(-1)} down`, 'vip 198.51.100.10 up -> down']);
     expect(events[0]!.at).toBe(new Date(t0).toISOString());
     expect(Date.parse(events[1]!.at)).toBeGreaterThanOrEqual(t0 + 1000);
+  });
+
+  it('hands BGP the route set without the VIP in the verdict\'s turn when the speaker cannot withdraw it at once', async () => {
+    for (const id of ids.slice(0, -1)) health.flip(id, false);
+    await sleep(300);
+    await c.settle();
+    const order = bgp.order.length;
+    bgp.takesNow = false;
+    health.flip(ids.at(-1)!, false);
+    expect(bgp.order.slice(order)).toEqual(['now 198.51.100.10', 'set 0']);
+    await c.settle();
+    expect(c.isAnnounced('198.51.100.10')).toBe(false);
   });
 
   it('gives a slow gobgpd 100 ms of head start on a withdrawal, then IPVS and the journal go on without it', async () => {
@@ -371,7 +398,7 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
 });
 
 describe('coordinator: several VIPs going down in one turn', () => {
-  it('withdraws the first at once and the rest in one more pass, not a pass each', async () => {
+  it('withdraws the first at once and the rest in the one pass right after, not a pass each', async () => {
     const addrs = ['198.51.100.21', '198.51.100.22', '198.51.100.23'];
     const r = validateConfig({
       vipRanges: ['198.51.100.0/24'],
@@ -393,13 +420,14 @@ describe('coordinator: several VIPs going down in one turn', () => {
       for (let i = 0; i < 500 && !addrs.every((a) => c.isAnnounced(a)); i++) await sleep(10);
       await sleep(300);
       await c.settle();
-      const [passes, calls] = [c.passes, bgp.calls.length];
+      const [passes, calls, order] = [c.passes, bgp.calls.length, bgp.order.length];
       for (const id of ids) health.flip(id, false);
-      // The first VIP's withdrawal went out in this turn.
-      expect(bgp.calls.slice(calls).map(vips)).toEqual([addrs.slice(1).map((a) => `${a} up`)]);
+      // The first VIP's withdrawal went out in this turn, on its own.
+      expect(bgp.order.slice(order)).toEqual([`now ${addrs[0]}`]);
       await c.settle();
-      expect(c.passes - passes).toBe(2);
-      expect(bgp.calls.at(-1)).toEqual([]);
+      expect(bgp.order.slice(order)).toEqual([`now ${addrs[0]}`, 'set 0']);
+      expect(bgp.calls.slice(calls)).toEqual([[]]);
+      expect(c.passes - passes).toBe(1);
     } finally {
       await c.stop();
       rmSync(dir, { recursive: true, force: true });

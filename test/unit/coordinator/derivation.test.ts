@@ -87,7 +87,7 @@ function run(seed: number, steps: number): void {
         health.set(t, { up, known, reason: up ? 'ok' : ['connect ECONNREFUSED', 'timeout'][pick(2)] as string });
         changes.targets.add(t);
         log.push(`health ${t} ${up} ${known}`);
-        // A change that may take a VIP down is derived ahead of the pass (takesVipDown).
+        // A change that may take a VIP down is derived ahead of the pass (vipTakenDown).
         if (!up && pick(2) === 0) {
           inc = refresh(inc, inputs(), changes);
           targetVip(inc, inputs(), t);
