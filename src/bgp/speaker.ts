@@ -311,22 +311,22 @@ export class BgpSpeaker extends EventEmitter<Events> {
    * Withdraws one VIP's route now, ahead of the setRoutes() without it that the caller makes
    * next: its encoded withdrawal is written in this turn, before any planning. Only when nothing
    * else is on its way to gobgpd (else the order of the two streams at gobgpd would be unknown)
-   * and the withdrawal is encoded; otherwise false, and setRoutes() withdraws it as usual.
-   * The next setRoutes() reports it withdrawn.
+   * and the withdrawal is encoded; otherwise undefined, and setRoutes() withdraws it as usual.
+   * Resolves (never rejects) once gobgpd has answered. The next setRoutes() reports it withdrawn.
    */
-  withdrawNow(address: string): boolean {
+  withdrawNow(address: string): Promise<void> | undefined {
     const key = routeKey(address);
     const client = this.live;
-    if (this.stopped || this.ops > 0 || !client || key === undefined) return false;
+    if (this.stopped || this.ops > 0 || !client || key === undefined) return undefined;
     const bytes = this.withdrawals.get(key);
     const route = this.announced.get(key);
-    if (!bytes || !route) return false;
+    if (!bytes || !route) return undefined;
     const stream = client.addPathStream();
     stream.write(bytes);
     const sent = stream.end();
     this.forget(key);
     this.withdrawnAtOnce.push(key);
-    void this.serial(() =>
+    return this.serial(() =>
       sent.then(
         () => this.log.info('route withdrawn at once', { route: key }),
         (e: unknown) => {
@@ -337,7 +337,6 @@ export class BgpSpeaker extends EventEmitter<Events> {
         },
       ),
     );
-    return true;
   }
 
   /** Withdraws every route (the deliberate-stop path); later setRoutes() announce again. */

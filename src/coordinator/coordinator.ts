@@ -101,6 +101,10 @@ export class Coordinator {
   /** When the batch timer was set to fire. */
   private batchTimerDue = 0;
   private leading?: NodeJS.Immediate;
+  /** While set, the pass after an urgent withdrawal waits for gobgpd's answer (passAfter). */
+  private held?: NodeJS.Timeout;
+  /** When that withdrawal was written: its head start counts from then. */
+  private heldSince?: number;
   private retryTimer?: NodeJS.Timeout;
   private resyncTimer?: NodeJS.Timeout;
   /** When the last pass ran (performance.now(): immune to wall-clock jumps). */
@@ -162,10 +166,11 @@ export class Coordinator {
       if (urgent && !this.urgentTurn) {
         this.urgentTurn = setImmediate(() => (this.urgentTurn = undefined));
         if (note) this.notes.push({ ...note, at: e.at });
-        // Its route's encoded withdrawal is written now, and the pass follows once this turn's
-        // I/O is done: http2 sends the bytes then, and a pass before it would hold them back. While
+        // Its route's encoded withdrawal is written now; the pass follows once gobgpd has answered
+        // (a pass before the turn's end would hold back the bytes, which http2 sends then). While
         // BGP is busy, the pass runs now and its route set withdraws the VIP, in order.
-        if (this.d.bgp?.withdrawNow(down)) this.passAfterIo();
+        const taken = this.d.bgp?.withdrawNow(down);
+        if (taken) this.passAfter(taken);
         else this.passNow();
         return;
       }
@@ -283,7 +288,7 @@ export class Coordinator {
    * runs a pass at once regardless (a withdrawal must not wait out the window).
    */
   schedule(urgent = false): void {
-    if (this.stopped || this.leading) return;
+    if (this.stopped || this.leading || this.held) return;
     const now = performance.now();
     this.quietSince = now;
     const start = (this.batchStart ??= now);
@@ -303,6 +308,7 @@ export class Coordinator {
    * came meanwhile still wait in the poll phase. They join this pass instead of splitting it.
    */
   private passAfterIo(): void {
+    if (this.held) return;
     this.leading ??= setImmediate(() => {
       this.leading = undefined;
       this.pass();
@@ -339,7 +345,26 @@ export class Coordinator {
   private passNow(): void {
     clearImmediate(this.leading);
     this.leading = undefined;
+    clearTimeout(this.held);
+    this.held = undefined;
     this.pass();
+  }
+
+  /**
+   * The pass after an urgent withdrawal, once gobgpd has answered it (WITHDRAW_HEAD_START_MS at
+   * most), so that vipd's own work does not compete with gobgpd for the CPU meanwhile: the pass's
+   * route set would wait for that call anyway. Events meanwhile join this pass.
+   */
+  private passAfter(taken: Promise<void>): void {
+    const go = (): void => {
+      if (!this.held) return;
+      clearTimeout(this.held);
+      this.held = undefined;
+      this.passAfterIo();
+    };
+    this.heldSince = performance.now();
+    this.held = setTimeout(go, WITHDRAW_HEAD_START_MS);
+    void taken.then(go);
   }
 
   /** The target's VIP (its address) if it is up now and down with the current health (that VIP alone is derived). */
@@ -410,6 +435,8 @@ export class Coordinator {
     this.batchTimer = undefined;
     this.batchStart = undefined;
     this.lastPass = performance.now();
+    const heldSince = this.heldSince;
+    this.heldSince = undefined;
     const before = this.derivation;
     const d = this.advance();
     this.derivation = d;
@@ -466,7 +493,8 @@ export class Coordinator {
     if (withdrawing) {
       this.later.push(rest);
       this.laterGen = gen;
-      this.deferred ??= setTimeout(() => this.runLater(), WITHDRAW_HEAD_START_MS);
+      const left = heldSince === undefined ? WITHDRAW_HEAD_START_MS : Math.max(0, heldSince + WITHDRAW_HEAD_START_MS - performance.now());
+      this.deferred ??= setTimeout(() => this.runLater(), left);
     } else rest();
     this.d.arp?.setVips([...vips.values()].filter((v) => v.config.mode === 'arp').map((v) => ({ vip: v.config, up: isUp(v.state) })));
   }
@@ -598,6 +626,7 @@ export class Coordinator {
   async settle(): Promise<void> {
     for (let i = 0; i < 3; i++) {
       await new Promise((r) => setImmediate(r));
+      if (this.held) await new Promise((r) => setTimeout(r, WITHDRAW_HEAD_START_MS + 5));
       if (this.batchTimer || this.leading) await new Promise((r) => setTimeout(r, this.config.coordinator.batchDelay + 5));
       await Promise.all([this.ipvsLane.idle(), this.bgpLane.idle(), this.addrLane.idle()]);
     }
@@ -609,6 +638,7 @@ export class Coordinator {
     this.stopped = true;
     clearTimeout(this.batchTimer);
     clearImmediate(this.leading);
+    clearTimeout(this.held);
     clearTimeout(this.retryTimer);
     clearInterval(this.resyncTimer);
     clearTimeout(this.graceTimer);

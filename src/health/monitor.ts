@@ -160,8 +160,17 @@ function resolve(spec: TargetSpec): Target {
     : { address: canonicalAddress(spec.address), port: spec.check.port ?? spec.port };
 }
 
+/**
+ * Transitions are logged this much later (those due together in one go): a verdict that takes a
+ * VIP down has just handed gobgpd its withdrawal, and a log line (about 2 ms in the emulated VM)
+ * would compete with gobgpd for the CPU meanwhile. Each line keeps the verdict's time.
+ */
+const TRANSITION_LOG_DELAY_MS = 100;
+
 export class HealthMonitor extends EventEmitter<HealthEvents> {
   private readonly entries = new Map<string, Entry>();
+  private readonly transitionLogs: { due: number; msg: string; fields: Record<string, unknown> }[] = [];
+  private logTimer?: NodeJS.Timeout;
   private readonly scheduler: Scheduler;
   private history: number;
   private completed = 0;
@@ -273,6 +282,23 @@ export class HealthMonitor extends EventEmitter<HealthEvents> {
     for (const e of this.entries.values()) e.retired = true;
     this.entries.clear();
     this.scheduler.stop();
+    this.flushTransitionLogs(Infinity);
+  }
+
+  /** Logs the transitions due by `now`; the timer is set for the next one. */
+  private flushTransitionLogs(now: number): void {
+    clearTimeout(this.logTimer);
+    this.logTimer = undefined;
+    let n = 0;
+    while (n < this.transitionLogs.length && (this.transitionLogs[n] as { due: number }).due <= now) n++;
+    for (const l of this.transitionLogs.splice(0, n)) this.log.info(l.msg, l.fields);
+    this.armTransitionLogs();
+  }
+
+  private armTransitionLogs(): void {
+    const next = this.transitionLogs[0];
+    if (!next || this.logTimer) return;
+    this.logTimer = setTimeout(() => this.flushTransitionLogs(performance.now()), Math.max(0, next.due - performance.now()));
   }
 
   private add(spec: TargetSpec, target: Target, key: string): void {
@@ -318,11 +344,10 @@ export class HealthMonitor extends EventEmitter<HealthEvents> {
       const v = s.record(result);
       if (this.listenerCount('result')) this.emit('result', { id: e.id, type: e.type, up: s.up, result });
       if (v.changed || v.first || v.settled) this.emit('transition', { id: e.id, up: s.up, first: v.first, reason: s.reason, pending: s.streak > 0, at: result.at });
-      // Logged after this turn: a withdrawal the verdict started reaches gobgpd through microtasks.
       if (v.changed) {
-        const msg = s.up ? 'target up' : 'target down';
-        const fields = { id: e.id, reason: s.reason };
-        setImmediate(() => this.log.info(msg, fields));
+        const fields = { id: e.id, reason: s.reason, at: new Date(result.at).toISOString() };
+        this.transitionLogs.push({ due: performance.now() + TRANSITION_LOG_DELAY_MS, msg: s.up ? 'target up' : 'target down', fields });
+        this.armTransitionLogs();
       }
     } else {
       const changed = s.record(result);

@@ -140,15 +140,17 @@ describe('BGP speaker against BIRD', () => {
     // One route to encode: encoded right after the change.
     await sleep(100);
     const inFlight = speaker.setRoutes(both);
-    expect(speaker.withdrawNow('198.51.100.10')).toBe(false);
+    expect(speaker.withdrawNow('198.51.100.10')).toBeUndefined();
     await inFlight;
-    expect(speaker.withdrawNow('198.51.100.99')).toBe(false);
+    expect(speaker.withdrawNow('198.51.100.99')).toBeUndefined();
     const changed = entries.filter((e) => e.msg === 'routes changed').length;
-    expect(speaker.withdrawNow('198.51.100.10')).toBe(true);
+    const answered = speaker.withdrawNow('198.51.100.10');
+    expect(answered).toBeInstanceOf(Promise);
+    await answered;
+    expect(entries.some((e) => e.msg === 'route withdrawn at once' && e.fields?.route === '198.51.100.10/32')).toBe(true);
     // Gone without a setRoutes().
     await waitFor('198.51.100.10 gone from BIRD', async () => (await route('198.51.100.10/32')) === undefined);
     expect(await route('198.51.100.11/32', 'd4')).toBeDefined();
-    await waitFor('logged', async () => entries.some((e) => e.msg === 'route withdrawn at once' && e.fields?.route === '198.51.100.10/32'));
     // The route set without it sends gobgpd nothing more, and reports the withdrawal once.
     expect(await speaker.setRoutes([{ vip: b, state: 'up' }])).toMatchObject({ announced: [], updated: [], withdrawn: ['198.51.100.10/32'] });
     expect(entries.filter((e) => e.msg === 'routes changed').length).toBe(changed);

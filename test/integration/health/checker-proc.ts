@@ -5,7 +5,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { HealthMonitor, type HealthConfig, type TargetSpec } from '../../../src/health/index.js';
-import { nullLogger } from '../../../src/log/logger.js';
+import type { Logger } from '../../../src/log/logger.js';
 
 export type Request =
   | { seq: number; op: 'update'; targets: TargetSpec[] }
@@ -24,8 +24,17 @@ const send = (m: unknown): void => {
   process.send?.(m);
 };
 
+/** The monitor's log lines go to the test as events, with the time they were written. */
+const log: Logger = {
+  error: (msg, fields) => send({ event: 'log', level: 'error', msg, fields: fields ?? {}, loggedAt: Date.now() }),
+  warn: (msg, fields) => send({ event: 'log', level: 'warn', msg, fields: fields ?? {}, loggedAt: Date.now() }),
+  info: (msg, fields) => send({ event: 'log', level: 'info', msg, fields: fields ?? {}, loggedAt: Date.now() }),
+  debug: () => undefined,
+  child: () => log,
+};
+
 const health: HealthConfig = JSON.parse(process.env.VIPD_TEST_HEALTH ?? '{"concurrency":100,"history":50}') as HealthConfig;
-const monitor = new HealthMonitor(health, nullLogger);
+const monitor = new HealthMonitor(health, log);
 monitor.on('transition', (e) => send({ event: 'transition', ...e }));
 monitor.on('agent', (e) => send({ event: 'agent', ...e }));
 monitor.on('result', (e) => send({ event: 'result', ...e }));

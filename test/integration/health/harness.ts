@@ -24,7 +24,8 @@ export const BLACKHOLE = '198.51.100.1';
 export type MonitorEvent =
   | ({ event: 'transition' } & TransitionEvent)
   | ({ event: 'agent' } & AgentEvent)
-  | ({ event: 'result' } & ResultEvent);
+  | ({ event: 'result' } & ResultEvent)
+  | { event: 'log'; id?: undefined; level: string; msg: string; fields: Record<string, unknown>; loggedAt: number };
 
 type Reply = { seq: number; reply?: unknown; error?: string };
 type Distribute<T> = T extends unknown ? Omit<T, 'seq'> : never;

@@ -172,7 +172,13 @@ describe('health: HTTP and HTTPS checks against a real server', () => {
     expect((await h.monitor.firstVerdicts(['toggle'], 3000)).get('toggle')).toMatchObject({ up: true });
     const from = h.monitor.events.length;
     await signal(srv, 'SIGUSR1', /failing/);
-    expect(await h.monitor.waitFor((e) => e.event === 'transition' && e.id === 'toggle', 3000, from)).toMatchObject({ up: false, reason: 'HTTP 503' });
+    const down = await h.monitor.waitFor((e) => e.event === 'transition' && e.id === 'toggle', 3000, from);
+    expect(down).toMatchObject({ up: false, reason: 'HTTP 503' });
+    // Its log line comes 100 ms after the verdict (not beside a withdrawal it started), with the verdict's time.
+    const line = await h.monitor.waitFor((e) => e.event === 'log' && e.msg === 'target down', 3000, from);
+    if (down.event !== 'transition' || line.event !== 'log') throw new Error('unexpected events');
+    expect(line.fields).toEqual({ id: 'toggle', reason: 'HTTP 503', at: new Date(down.at).toISOString() });
+    expect(line.loggedAt - down.at).toBeGreaterThanOrEqual(90);
     const from2 = h.monitor.events.length;
     await signal(srv, 'SIGUSR2', /healthy/);
     expect(await h.monitor.waitFor((e) => e.event === 'transition' && e.id === 'toggle', 3000, from2)).toMatchObject({ up: true, reason: 'HTTP 200' });

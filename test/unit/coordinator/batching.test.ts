@@ -79,11 +79,15 @@ class FakeBgp extends EventEmitter {
   }
   /** While set, calls started from now on also wait for it (a gobgpd the test lets go). */
   hold?: Promise<void>;
-  /** What withdrawNow() answers (false: a busy speaker, the route set withdraws). */
+  /** Whether withdrawNow() takes the withdrawal (not: a busy speaker, the route set withdraws). */
   takesNow = true;
-  withdrawNow(vip: string): boolean {
+  /** When set, gobgpd answers a withdrawNow() once it resolves; route sets wait for it, as they queue behind it. */
+  nowAnswered?: Promise<void>;
+  withdrawNow(vip: string): Promise<void> | undefined {
     this.order.push(`now ${vip}`);
-    return this.takesNow;
+    if (!this.takesNow) return undefined;
+    if (this.nowAnswered) this.hold = this.nowAnswered;
+    return this.nowAnswered ?? Promise.resolve();
   }
   async setRoutes(i: RouteIntent[]): Promise<RouteChanges> {
     this.calls.push(i);
@@ -284,8 +288,8 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(bgp.order.slice(order)).toEqual(['now 198.51.100.10']);
     expect(ipvs.tables.length).toBe(tables);
     expect(journal.list(seq)).toEqual([]);
-    // Once the turn's I/O is done: the route set without it.
-    await new Promise((r) => setImmediate(r));
+    // Once gobgpd has answered it (at once here): the route set without it.
+    await sleep(5);
     expect(bgp.order.slice(order)).toEqual(['now 198.51.100.10', 'set 0']);
     expect(bgp.calls.slice(calls)).toEqual([[]]);
     // Not while gobgpd works on the withdrawal: they would compete for the CPU.
@@ -300,6 +304,41 @@ describe('coordinator batching (real timers, fakes at the seams)', () => {
     expect(events.slice(0, 2).map((e) => `${e.kind} ${e.message}`)).toEqual([`health ${ids.at(-1)} down`, 'vip 198.51.100.10 up -> down']);
     expect(events[0]!.at).toBe(new Date(t0).toISOString());
     expect(Date.parse(events[1]!.at)).toBeGreaterThanOrEqual(t0 + 1000);
+  });
+
+  it('holds the pass after an urgent withdrawal until gobgpd has answered it, 100 ms at most, counted from the withdrawal', async () => {
+    for (const id of ids.slice(0, -1)) health.flip(id, false);
+    await sleep(300);
+    await c.settle();
+    let answer = (): void => undefined;
+    bgp.nowAnswered = new Promise((r) => (answer = r));
+    const [order, tables] = [bgp.order.length, ipvs.tables.length];
+    health.flip(ids.at(-1)!, false);
+    await sleep(30);
+    expect(bgp.order.slice(order)).toEqual(['now 198.51.100.10']);
+    answer();
+    await sleep(10);
+    expect(bgp.order.slice(order)).toEqual(['now 198.51.100.10', 'set 0']);
+    await until(() => ipvs.tables.length > tables);
+    await c.settle();
+    // gobgpd never answers: the pass at 100 ms, and IPVS right after it, not 100 ms later again.
+    for (const id of ids) health.flip(id, true);
+    await until(() => c.isAnnounced('198.51.100.10'));
+    await c.settle();
+    bgp.nowAnswered = new Promise(() => undefined);
+    const [order2, tables2] = [bgp.order.length, ipvs.tables.length];
+    for (const id of ids.slice(0, -1)) health.flip(id, false);
+    await sleep(300);
+    const t0 = performance.now();
+    health.flip(ids.at(-1)!, false);
+    await until(() => bgp.order.slice(order2).includes('set 0'));
+    const passAt = performance.now() - t0;
+    await until(() => ipvs.tables.length > tables2 + 1);
+    const ipvsAt = performance.now() - t0;
+    expect(passAt).toBeGreaterThanOrEqual(95);
+    expect(ipvsAt).toBeLessThan(180);
+    bgp.nowAnswered = undefined;
+    bgp.hold = undefined;
   });
 
   it('hands BGP the route set without the VIP in the verdict\'s turn when the speaker cannot withdraw it at once', async () => {
